@@ -1,0 +1,1 @@
+"""Cache backends for Django's ``CACHES`` setting."""

@@ -1,0 +1,234 @@
+"""What every lexigram backend shares: options, keys, codec, timeouts, counters, errors.
+
+Each backend (memory, Redis, Memcached, tiered) subclasses :class:`LexigramCache` and
+implements Django's cache API directly, the way Django's own backends do, using the
+helpers here. Features that work over any backend (stampede-protected ``get_or_set``,
+tags, locks) are built on the same helpers in their own modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+from django.core.cache.backends.base import (
+    DEFAULT_TIMEOUT,
+    MEMCACHE_MAX_KEY_LENGTH,
+    BaseCache,
+)
+
+from ..codec import Codec
+from ..compression import make_compressor
+from ..exceptions import CacheBackendError, CacheDecodeError, CacheIntegrityError
+from ..metrics import CacheStats, stats_for
+from ..serializers import DEFAULT_SERIALIZER, make_serializer
+
+logger = logging.getLogger("lexigram_cache_django")
+
+#: Keys Django would warn about (too long for memcached, or control characters/space).
+_UNPORTABLE_KEY = re.compile(r"[\x00-\x20\x7f]")
+#: Bound on the per-object memo of made keys; cleared wholesale when full.
+_KEY_MEMO_SIZE = 4096
+
+
+def mask_location(location: Any) -> str:
+    """Hide passwords in a LOCATION (URL, list of URLs) before it is shown anywhere."""
+    if isinstance(location, list | tuple):
+        return ",".join(mask_location(item) for item in location)
+    text = str(location)
+    if "://" not in text:
+        return text
+    parts = urlsplit(text)
+    if parts.password is None and not (parts.username and "@" in parts.netloc):
+        return text
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    netloc = f"{user}:***@{host}" if parts.password is not None else f"***@{host}"
+    query = re.sub(r"(password=)[^&]*", r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class LexigramCache(BaseCache):
+    """Base class of every lexigram backend.
+
+    Subclasses set ``backend_name`` and implement Django's API. This class gives them:
+    memoized key making (the same keys and warnings as Django's, without re-validating a
+    hot key on every call), the alias's codec, Django's timeout rules, per-alias
+    counters, and one place that decides what a server error or a bad payload becomes.
+    """
+
+    backend_name: ClassVar[str] = "base"
+
+    def __init__(self, location: Any, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        self._location = location
+        self._options: dict[str, Any] = dict(params.get("OPTIONS") or {})
+        self.fail_silently: bool = bool(self._options.get("FAIL_SILENTLY", True))
+        self._key_memo: dict[tuple[Any, Any], str] = {}
+        self._stats: CacheStats = stats_for(self.identity)
+        self._codec_instance: Codec | None = None
+
+    # -- identity ------------------------------------------------------------------
+
+    @property
+    def identity(self) -> str:
+        """What makes two backend objects the same cache (shared counters)."""
+        cls = type(self)
+        return (
+            f"{cls.__module__}.{cls.__qualname__}|{self._location}|{self.key_prefix}|{self.version}"
+        )
+
+    @property
+    def location_display(self) -> str:
+        """LOCATION with any password masked."""
+        return mask_location(self._location)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.location_display!r}>"
+
+    # -- keys ----------------------------------------------------------------------
+
+    # Changing these after construction must drop memoized keys.
+    @property
+    def key_prefix(self) -> str:
+        return self._key_prefix
+
+    @key_prefix.setter
+    def key_prefix(self, value: str) -> None:
+        self._key_prefix = value
+        self._key_memo = {}
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @version.setter
+    def version(self, value: int) -> None:
+        self._version = value
+        self._key_memo = {}
+
+    @property
+    def key_func(self) -> Any:
+        return self._key_func
+
+    @key_func.setter
+    def key_func(self, value: Any) -> None:
+        self._key_func = value
+        self._key_memo = {}
+
+    def make_and_validate_key(self, key: Any, version: int | None = None) -> str:
+        """Django's key making and validation, memoized for keys that pass cleanly."""
+        memo = self._key_memo
+        try:
+            return memo[key, version]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable key: Django formats it anyway
+            return self._make_and_validate_uncached(key, version)
+        final = self._make_and_validate_uncached(key, version)
+        if len(final) <= MEMCACHE_MAX_KEY_LENGTH and not _UNPORTABLE_KEY.search(final):
+            if len(memo) >= _KEY_MEMO_SIZE:
+                memo.clear()
+            memo[key, version] = final
+        return final
+
+    def _make_and_validate_uncached(self, key: Any, version: int | None) -> str:
+        final: str = self.make_key(key, version=version)
+        self.validate_key(final)
+        return final
+
+    # -- timeouts ------------------------------------------------------------------
+
+    def ttl_seconds(self, timeout: Any = DEFAULT_TIMEOUT) -> float | None:
+        """Relative lifetime for ``timeout`` under Django's rules.
+
+        ``None``: never expires. A value <= 0: already expired (the caller deletes
+        instead of writing). Otherwise seconds, as a float.
+        """
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        if timeout is None:
+            return None
+        return float(timeout) if timeout > 0 else 0.0
+
+    def expires_at(self, timeout: Any = DEFAULT_TIMEOUT) -> float | None:
+        """Absolute UNIX expiry for ``timeout`` (None: never; <= now: expired)."""
+        ttl = self.ttl_seconds(timeout)
+        if ttl is None:
+            return None
+        return time.time() + ttl if ttl > 0 else -1.0
+
+    # -- codec ---------------------------------------------------------------------
+
+    @property
+    def codec(self) -> Codec:
+        """The alias's codec, built on first use (settings must be configured by then)."""
+        codec = self._codec_instance
+        if codec is None:
+            codec = self._codec_instance = build_codec(self._options)
+        return codec
+
+    # -- errors --------------------------------------------------------------------
+
+    def discard_undecodable(self, key: str, exc: CacheDecodeError) -> None:
+        """A stored payload could not be read: count it, log it once, treat it as a miss."""
+        self._stats.errors += 1
+        if isinstance(exc, CacheIntegrityError):
+            self._stats.integrity_errors += 1
+        logger.warning("%r: discarded unreadable entry %r: %s", self, key, exc)
+
+    def backend_error(self, operation: str, exc: Exception, default: Any = None) -> Any:
+        """A server call failed: raise (FAIL_SILENTLY False) or log, count and return default."""
+        self._stats.errors += 1
+        if not self.fail_silently:
+            raise CacheBackendError(
+                f"{type(self).__name__} {operation} failed at {self.location_display}: {exc}"
+            ) from exc
+        logger.warning(
+            "%r: %s failed, returning %r: %s: %s",
+            self,
+            operation,
+            default,
+            type(exc).__name__,
+            exc,
+        )
+        return default
+
+    # -- metrics -------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this alias plus what the backend knows about its store."""
+        data: dict[str, Any] = {
+            "backend": self.backend_name,
+            "location": self.location_display,
+        }
+        data.update(self._stats.snapshot())
+        data["hit_rate"] = self._stats.hit_rate()
+        data.update(self.store_stats())
+        return data
+
+    def store_stats(self) -> dict[str, Any]:
+        """Backend-specific figures (entries, memory, server info). Override."""
+        return {}
+
+    def reset_stats(self) -> None:
+        self._stats.reset()
+
+
+def build_codec(options: Mapping[str, Any]) -> Codec:
+    """The codec ``OPTIONS`` describe: SERIALIZER, COMPRESSOR, COMPRESS_MIN_BYTES."""
+    serializer = make_serializer(options.get("SERIALIZER", DEFAULT_SERIALIZER), options)
+    min_bytes = options.get("COMPRESS_MIN_BYTES")
+    compressor = None
+    if min_bytes is not None:
+        compressor = make_compressor(
+            str(options.get("COMPRESSOR", "zlib")), options.get("COMPRESS_LEVEL")
+        )
+        min_bytes = int(min_bytes)
+    return Codec(serializer, compressor, min_bytes)

@@ -1,0 +1,350 @@
+"""In-process memory backend: a drop-in for Django's LocMemCache, faster.
+
+The store is an ``OrderedDict`` in LRU order (most recently used last) guarded by one
+lock. ``MAX_ENTRIES`` and ``CULL_FREQUENCY`` behave exactly as Django documents them for
+LocMemCache; aliases with the same ``LOCATION`` share one store in a process.
+
+Speed comes from doing less, not from cleverness:
+
+* immutable values (str, bytes, int, float, bool, None, ...) are stored as they are;
+  only mutable values are pickled, which is what isolates them from later mutation by the
+  caller (LocMemCache pickles everything);
+* made keys are memoized (see :class:`~.base.LexigramCache`);
+* the ``a*`` methods call the in-memory code directly: no ``sync_to_async`` thread hop.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, NamedTuple
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+
+from ..codec import EntryMeta
+from .base import LexigramCache
+
+_PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
+#: Types whose instances cannot be mutated, so they need no copy to stay isolated.
+_IMMUTABLE: frozenset[type] = frozenset(
+    {str, bytes, int, float, bool, complex, type(None), Decimal, Fraction, range}
+)
+_MISSING = object()
+
+
+class Entry(NamedTuple):
+    """One stored value: the value (pickled if mutable), its expiry and metadata."""
+
+    value: Any
+    expires: float | None  # absolute UNIX time; None never expires
+    pickled: bool
+    meta: EntryMeta | None
+
+
+class MemoryStore:
+    """The data behind one LOCATION: entries in LRU order plus store-wide counters."""
+
+    __slots__ = ("data", "evictions", "expirations", "lock")
+
+    def __init__(self) -> None:
+        self.data: OrderedDict[str, Entry] = OrderedDict()
+        self.lock = threading.Lock()
+        self.evictions = 0
+        self.expirations = 0
+
+
+_stores: dict[str, MemoryStore] = {}
+_stores_lock = threading.Lock()
+
+
+def get_store(name: str) -> MemoryStore:
+    """The process-wide store for a LOCATION (created on first use)."""
+    store = _stores.get(name)
+    if store is None:
+        with _stores_lock:
+            store = _stores.setdefault(name, MemoryStore())
+    return store
+
+
+def _pack(value: Any) -> tuple[Any, bool]:
+    if type(value) in _IMMUTABLE:
+        return value, False
+    return pickle.dumps(value, _PICKLE_PROTOCOL), True
+
+
+def _unpack(entry: Entry) -> Any:
+    return pickle.loads(entry.value) if entry.pickled else entry.value
+
+
+class MemoryCache(LexigramCache):
+    """LRU + TTL cache in this process's memory; thread-safe; native async."""
+
+    backend_name = "memory"
+
+    def __init__(self, location: str, params: dict[str, Any]) -> None:
+        super().__init__(location, params)
+        self._store = get_store(location)
+
+    # -- internals (call with the store lock held) ---------------------------------
+
+    def _live(self, key: str, now: float | None = None) -> Entry | None:
+        """The entry for key if present and not expired; drops it if expired."""
+        store = self._store
+        entry = store.data.get(key)
+        if entry is None:
+            return None
+        expires = entry.expires
+        if expires is not None and expires <= (now if now is not None else time.time()):
+            del store.data[key]
+            store.expirations += 1
+            self._stats.expirations += 1
+            return None
+        return entry
+
+    def _put(self, key: str, entry: Entry) -> None:
+        data = self._store.data
+        if key in data:
+            data[key] = entry
+            data.move_to_end(key)
+            return
+        if len(data) >= self._max_entries:
+            self._cull()
+        data[key] = entry
+
+    def _cull(self) -> None:
+        """Django's rule: drop 1/CULL_FREQUENCY of the entries, least recently used first."""
+        store = self._store
+        data = store.data
+        if self._cull_frequency == 0:
+            count = len(data)
+            data.clear()
+        else:
+            count = len(data) // self._cull_frequency
+            for _ in range(count):
+                data.popitem(last=False)
+        store.evictions += count
+        self._stats.evictions += count
+
+    # -- Django's cache API ----------------------------------------------------------
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        key = self.make_and_validate_key(key, version)
+        store = self._store
+        with store.lock:
+            entry = store.data.get(key)
+            if entry is not None:
+                expires = entry.expires
+                if expires is None or expires > time.time():
+                    store.data.move_to_end(key)
+                    self._stats.hits += 1
+                    return pickle.loads(entry.value) if entry.pickled else entry.value
+                del store.data[key]
+                store.expirations += 1
+                self._stats.expirations += 1
+            self._stats.misses += 1
+            return default
+
+    def set(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> None:
+        key = self.make_and_validate_key(key, version)
+        stored, pickled = _pack(value)
+        expires = self.expires_at(timeout)
+        with self._store.lock:
+            self._put(key, Entry(stored, expires, pickled, None))
+            self._stats.sets += 1
+
+    def add(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> bool:
+        key = self.make_and_validate_key(key, version)
+        stored, pickled = _pack(value)
+        expires = self.expires_at(timeout)
+        with self._store.lock:
+            if self._live(key) is not None:
+                return False
+            self._put(key, Entry(stored, expires, pickled, None))
+            self._stats.sets += 1
+            return True
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        key = self.make_and_validate_key(key, version)
+        expires = self.expires_at(timeout)
+        with self._store.lock:
+            entry = self._live(key)
+            if entry is None:
+                return False
+            self._store.data[key] = entry._replace(expires=expires)
+            self._store.data.move_to_end(key)
+            return True
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        key = self.make_and_validate_key(key, version)
+        with self._store.lock:
+            entry = self._store.data.pop(key, None)
+            if entry is None:
+                return False
+            self._stats.deletes += 1
+            return entry.expires is None or entry.expires > time.time()
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        key = self.make_and_validate_key(key, version)
+        with self._store.lock:
+            return self._live(key) is not None
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        key = self.make_and_validate_key(key, version)
+        with self._store.lock:
+            entry = self._live(key)
+            if entry is None:
+                raise ValueError(f"Key '{key}' not found")
+            new_value = _unpack(entry) + delta
+            stored, pickled = _pack(new_value)
+            self._store.data[key] = Entry(stored, entry.expires, pickled, entry.meta)
+            self._store.data.move_to_end(key)
+        return new_value
+
+    def decr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        return self.incr(key, -delta, version)
+
+    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        made = [(k, self.make_and_validate_key(k, version)) for k in keys]
+        found: dict[Any, Any] = {}
+        store = self._store
+        hits = 0
+        with store.lock:
+            now = time.time()
+            for original, key in made:
+                entry = self._live(key, now)
+                if entry is not None:
+                    store.data.move_to_end(key)
+                    found[original] = entry
+                    hits += 1
+            self._stats.hits += hits
+            self._stats.misses += len(made) - hits
+        for original, entry in found.items():
+            if entry.pickled:
+                found[original] = pickle.loads(entry.value)
+            else:
+                found[original] = entry.value
+        return found
+
+    def set_many(
+        self,
+        data: Mapping[Any, Any],
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> list[Any]:
+        expires = self.expires_at(timeout)
+        entries = []
+        for original, value in data.items():
+            stored, pickled = _pack(value)
+            entries.append(
+                (
+                    self.make_and_validate_key(original, version),
+                    Entry(stored, expires, pickled, None),
+                )
+            )
+        with self._store.lock:
+            for key, entry in entries:
+                self._put(key, entry)
+            self._stats.sets += len(entries)
+        return []
+
+    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        made = [self.make_and_validate_key(k, version) for k in keys]
+        with self._store.lock:
+            pop = self._store.data.pop
+            deleted = sum(1 for key in made if pop(key, None) is not None)
+            self._stats.deletes += deleted
+
+    def clear(self) -> None:
+        with self._store.lock:
+            self._store.data.clear()
+
+    # -- async: the same in-memory code, no thread hop ----------------------------------
+
+    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        return self.get(key, default, version)
+
+    async def aset(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> None:
+        self.set(key, value, timeout, version)
+
+    async def aadd(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> bool:
+        return self.add(key, value, timeout, version)
+
+    async def atouch(
+        self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        return self.touch(key, timeout, version)
+
+    async def adelete(self, key: Any, version: int | None = None) -> bool:
+        return self.delete(key, version)
+
+    async def ahas_key(self, key: Any, version: int | None = None) -> bool:
+        return self.has_key(key, version)
+
+    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        return self.incr(key, delta, version)
+
+    async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        return self.incr(key, -delta, version)
+
+    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        return self.get_many(keys, version)
+
+    async def aset_many(
+        self,
+        data: Mapping[Any, Any],
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> list[Any]:
+        return self.set_many(data, timeout, version)
+
+    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        self.delete_many(keys, version)
+
+    async def aclear(self) -> None:
+        self.clear()
+
+    async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return self.incr_version(key, delta, version)
+
+    async def adecr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return self.incr_version(key, -delta, version)
+
+    # -- metrics ----------------------------------------------------------------------
+
+    def store_stats(self) -> dict[str, Any]:
+        store = self._store
+        return {
+            "entries": len(store.data),
+            "max_entries": self._max_entries,
+            "store_evictions": store.evictions,
+            "store_expirations": store.expirations,
+        }

@@ -1,0 +1,158 @@
+"""The codec: a value (plus optional entry metadata) to the bytes a server stores.
+
+Layout of an encoded entry::
+
+    header (1 byte) [meta length (4 bytes, big-endian) + meta] payload
+
+The header byte::
+
+    bit 7      always 1: marks an encoded entry (raw integers never start with it)
+    bits 4-6   serializer id (0 custom, 1 signed pickle, 2 orjson, 3 msgpack)
+    bits 2-3   compressor id (0 none, 1 zlib, 2 zstd, 3 lz4)
+    bit 1      metadata present (tag versions, XFetch compute time and expiry)
+    bit 0      reserved, 0
+
+Plain ``int`` values (not ``bool``) with no metadata are stored as ASCII digits, so Redis
+``INCRBY`` and memcached ``incr`` work on them atomically. Because the compressor id is in
+the header, entries written before ``COMPRESS_MIN_BYTES`` or ``COMPRESSOR`` changed still
+read back.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from .compression import Compressor, decompressor_for
+from .exceptions import CacheDecodeError
+from .serializers.base import Serializer
+
+_MARK = 0x80
+_META = 0x02
+_META_LEN = struct.Struct(">I")
+_META_HEAD = struct.Struct(">ddH")
+_TAG_LEN = struct.Struct(">H")
+_TAG_VERSION = struct.Struct(">q")
+
+
+@dataclass(frozen=True, slots=True)
+class EntryMeta:
+    """What an entry knows about itself besides its value.
+
+    ``tags``: ``(tag key, version)`` pairs seen when the entry was written; the entry is
+    stale once any tag's current version differs. ``delta``: seconds the value took to
+    compute (XFetch). ``expires``: absolute UNIX time the entry expires (0: never).
+    """
+
+    tags: tuple[tuple[str, int], ...] = ()
+    delta: float = 0.0
+    expires: float = 0.0
+
+
+def pack_meta(meta: EntryMeta) -> bytes:
+    parts = [_META_HEAD.pack(meta.delta, meta.expires, len(meta.tags))]
+    for name, version in meta.tags:
+        raw = name.encode()
+        parts.append(_TAG_LEN.pack(len(raw)))
+        parts.append(raw)
+        parts.append(_TAG_VERSION.pack(version))
+    return b"".join(parts)
+
+
+def unpack_meta(data: bytes | memoryview) -> EntryMeta:
+    try:
+        delta, expires, count = _META_HEAD.unpack_from(data, 0)
+        pos = _META_HEAD.size
+        tags = []
+        for _ in range(count):
+            (length,) = _TAG_LEN.unpack_from(data, pos)
+            pos += _TAG_LEN.size
+            name = bytes(data[pos : pos + length]).decode()
+            pos += length
+            (version,) = _TAG_VERSION.unpack_from(data, pos)
+            pos += _TAG_VERSION.size
+            tags.append((name, version))
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise CacheDecodeError(f"corrupt entry metadata: {exc}") from exc
+    return EntryMeta(tuple(tags), delta, expires)
+
+
+class Codec:
+    """Serializer + optional compression + header; one instance per cache alias."""
+
+    __slots__ = ("_sid", "compress_min_bytes", "compressor", "serializer")
+
+    def __init__(
+        self,
+        serializer: Serializer,
+        compressor: Compressor | None = None,
+        compress_min_bytes: int | None = None,
+    ) -> None:
+        self.serializer = serializer
+        self.compressor = compressor
+        self.compress_min_bytes = compress_min_bytes if compressor is not None else None
+        self._sid = (serializer.id & 0x7) << 4
+
+    def encode(self, value: Any, meta: EntryMeta | None = None) -> bytes:
+        """Encode for storage; raises CacheSerializationError for unencodable values."""
+        if meta is None and type(value) is int:
+            return b"%d" % value
+        data = self.serializer.dumps(value)
+        header = _MARK | self._sid
+        limit = self.compress_min_bytes
+        if limit is not None and len(data) >= limit:
+            assert self.compressor is not None
+            packed = self.compressor.compress(data)
+            if len(packed) < len(data):
+                data = packed
+                header |= self.compressor.id << 2
+        if meta is None:
+            return bytes((header,)) + data
+        m = pack_meta(meta)
+        return b"".join((bytes((header | _META,)), _META_LEN.pack(len(m)), m, data))
+
+    def decode(self, data: bytes) -> Any:
+        """Decode a stored entry, ignoring metadata (callers that need it use decode_entry)."""
+        return self.decode_entry(data)[0]
+
+    def decode_entry(self, data: bytes | bytearray | memoryview) -> tuple[Any, EntryMeta | None]:
+        """Decode to ``(value, meta)``; raises CacheDecodeError / CacheIntegrityError."""
+        if not data:
+            raise CacheDecodeError("empty payload")
+        header = data[0]
+        if header < _MARK:
+            try:
+                return int(data), None
+            except ValueError:
+                raise CacheDecodeError(
+                    "payload is neither an encoded entry nor an integer"
+                ) from None
+        if header & 0x70 != self._sid:
+            raise CacheDecodeError(
+                f"entry was written by serializer id {(header >> 4) & 0x7}, this alias uses "
+                f"{self.serializer.name} (id {self.serializer.id})"
+            )
+        view = memoryview(data)
+        pos = 1
+        meta = None
+        if header & _META:
+            try:
+                (length,) = _META_LEN.unpack_from(view, 1)
+            except struct.error as exc:
+                raise CacheDecodeError("truncated entry metadata") from exc
+            meta = unpack_meta(view[5 : 5 + length])
+            pos = 5 + length
+        body = bytes(view[pos:]) if pos > 1 or not isinstance(data, bytes) else data[1:]
+        cid = (header >> 2) & 0x3
+        if cid:
+            body = decompressor_for(cid).decompress(body)
+        return self.serializer.loads(body), meta
+
+    @staticmethod
+    def read_meta(data: bytes) -> EntryMeta | None:
+        """Metadata only, without deserializing the value (cheap staleness checks)."""
+        if not data or data[0] < _MARK or not data[0] & _META:
+            return None
+        (length,) = _META_LEN.unpack_from(data, 1)
+        return unpack_meta(memoryview(data)[5 : 5 + length])

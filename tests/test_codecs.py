@@ -1,0 +1,248 @@
+"""Serializers, compression and the codec's header: what gets stored and what is refused."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from lexigram_cache_django.backends.base import build_codec
+from lexigram_cache_django.codec import Codec, EntryMeta
+from lexigram_cache_django.compression import make_compressor
+from lexigram_cache_django.exceptions import (
+    CacheConfigurationError,
+    CacheDecodeError,
+    CacheIntegrityError,
+    CacheSerializationError,
+)
+from lexigram_cache_django.serializers import make_serializer
+from lexigram_cache_django.serializers.pickle import DIGEST_SIZE, SignedPickleSerializer
+
+UNPICKLED: list[str] = []
+
+
+def _record(tag: str) -> str:
+    UNPICKLED.append(tag)
+    return tag
+
+
+class Exploit:
+    """Unpickling this calls _record: proof that a payload was (or was not) unpickled."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (_record, ("unpickled",))
+
+
+@pytest.fixture(autouse=True)
+def _clear_record() -> None:
+    UNPICKLED.clear()
+
+
+def codec(**options: Any) -> Codec:
+    return build_codec(options)
+
+
+# -- signed pickle ---------------------------------------------------------------------
+
+
+def test_signed_pickle_round_trip() -> None:
+    c = codec()
+    value = {"a": [1, 2, (3, 4)], "b": {1, 2}}
+    assert c.decode(c.encode(value)) == value
+
+
+def test_tampered_payload_is_rejected_without_unpickling() -> None:
+    c = codec()
+    data = bytearray(c.encode(Exploit()))
+    data[-2] ^= 0x01  # flip one bit of the pickle body
+    with pytest.raises(CacheIntegrityError):
+        c.decode(bytes(data))
+    assert UNPICKLED == []
+
+
+def test_unsigned_pickle_is_rejected_without_unpickling() -> None:
+    c = codec()
+    header = c.encode("x")[:1]
+    forged = header + b"\0" * DIGEST_SIZE + pickle.dumps(Exploit())
+    with pytest.raises(CacheIntegrityError):
+        c.decode(forged)
+    bare = header + pickle.dumps(Exploit())
+    with pytest.raises(CacheIntegrityError):
+        c.decode(bare)
+    assert UNPICKLED == []
+
+
+def test_payload_shorter_than_a_signature_is_rejected() -> None:
+    c = codec()
+    with pytest.raises(CacheIntegrityError):
+        c.decode(c.encode("x")[:1] + b"abc")
+
+
+def test_value_signed_with_a_fallback_key_still_reads() -> None:
+    with override_settings(SECRET_KEY="old-key"):
+        data = codec().encode({"v": 1})
+    with override_settings(SECRET_KEY="new-key", SECRET_KEY_FALLBACKS=["old-key"]):
+        assert codec().decode(data) == {"v": 1}
+    with (
+        override_settings(SECRET_KEY="new-key", SECRET_KEY_FALLBACKS=[]),
+        pytest.raises(CacheIntegrityError),
+    ):
+        codec().decode(data)
+
+
+def test_new_writes_are_signed_with_the_current_key() -> None:
+    with override_settings(SECRET_KEY="new-key", SECRET_KEY_FALLBACKS=["old-key"]):
+        data = codec().encode("fresh")
+    with override_settings(SECRET_KEY="new-key", SECRET_KEY_FALLBACKS=[]):
+        assert codec().decode(data) == "fresh"
+
+
+def test_unpicklable_value_raises_a_clear_error() -> None:
+    with pytest.raises(CacheSerializationError, match="generator"):
+        codec().encode(x for x in range(3))
+
+
+# -- orjson and msgpack ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["orjson", "json", "msgpack"])
+def test_json_and_msgpack_round_trip(name: str) -> None:
+    c = codec(SERIALIZER=name)
+    value = {"name": "Rex", "age": 3, "tags": ["a", "b"], "score": 1.5, "none": None}
+    assert c.decode(c.encode(value)) == value
+
+
+@pytest.mark.parametrize("name", ["orjson", "msgpack"])
+@pytest.mark.parametrize(
+    ("value", "type_name"), [({1, 2}, "set"), (object(), "object"), ({"k": 1j}, "dict")]
+)
+def test_unencodable_values_raise_cache_serialization_error(
+    name: str, value: Any, type_name: str
+) -> None:
+    c = codec(SERIALIZER=name)
+    with pytest.raises(CacheSerializationError, match=type_name) as info:
+        c.encode(value)
+    assert isinstance(info.value, TypeError)  # still a TypeError for existing handlers
+    assert name in str(info.value)
+
+
+def test_entry_from_another_serializer_is_refused() -> None:
+    pickled = codec().encode({"a": 1})
+    with pytest.raises(CacheDecodeError, match="serializer"):
+        codec(SERIALIZER="orjson").decode(pickled)
+
+
+def test_invalid_json_is_a_decode_error() -> None:
+    c = codec(SERIALIZER="orjson")
+    with pytest.raises(CacheDecodeError):
+        c.decode(c.encode("x")[:1] + b"{not json")
+
+
+def test_unknown_serializer_is_a_configuration_error() -> None:
+    with pytest.raises(CacheConfigurationError, match="nope"):
+        make_serializer("nope")
+    with pytest.raises(CacheConfigurationError, match="not a lexigram_cache_django Serializer"):
+        make_serializer("collections.OrderedDict")
+
+
+def test_custom_serializer_by_dotted_path() -> None:
+    c = codec(SERIALIZER="tests.test_codecs.ReprSerializer")
+    assert c.decode(c.encode([1, "two"])) == [1, "two"]
+
+
+class ReprSerializer(SignedPickleSerializer):
+    """A third-party serializer (id 0) for the dotted-path test."""
+
+    id = 0
+    name = "repr"
+
+
+# -- compression ------------------------------------------------------------------------
+
+BIG = {"rows": [f"row {i}: the same kind of text, over and over" for i in range(400)]}
+
+
+def _compressor_id(data: bytes) -> int:
+    return (data[0] >> 2) & 0x3
+
+
+@pytest.mark.parametrize(("name", "cid"), [("zlib", 1), ("zstd", 2), ("lz4", 3)])
+def test_compression_round_trip(name: str, cid: int) -> None:
+    c = codec(COMPRESS_MIN_BYTES=100, COMPRESSOR=name)
+    plain = codec().encode(BIG)
+    data = c.encode(BIG)
+    assert _compressor_id(data) == cid
+    assert len(data) < len(plain) / 5
+    assert c.decode(data) == BIG
+
+
+def test_values_below_the_threshold_are_not_compressed() -> None:
+    c = codec(COMPRESS_MIN_BYTES=10_000)
+    small = "x" * 500
+    assert _compressor_id(c.encode(small)) == 0
+    assert _compressor_id(c.encode(BIG)) == 1
+
+
+def test_incompressible_values_are_stored_plain() -> None:
+    c = codec(COMPRESS_MIN_BYTES=10)
+    noise = os.urandom(4096)
+    assert _compressor_id(c.encode(noise)) == 0
+
+
+def test_compressed_values_read_back_after_the_threshold_changes() -> None:
+    written = codec(COMPRESS_MIN_BYTES=100).encode(BIG)
+    assert _compressor_id(written) == 1
+    assert codec().decode(written) == BIG  # compression now off
+    assert codec(COMPRESS_MIN_BYTES=10**9).decode(written) == BIG
+    assert codec(COMPRESS_MIN_BYTES=100, COMPRESSOR="zstd").decode(written) == BIG
+
+
+def test_corrupt_compressed_payload_is_a_decode_error() -> None:
+    c = codec(SERIALIZER="msgpack", COMPRESS_MIN_BYTES=10)
+    data = c.encode(BIG)
+    with pytest.raises(CacheDecodeError):
+        c.decode(data[:1] + b"garbage" + data[8:])
+
+
+def test_unknown_compressor_is_a_configuration_error() -> None:
+    with pytest.raises(CacheConfigurationError, match="brotli"):
+        make_compressor("brotli")
+
+
+# -- raw integers and metadata ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0, 7, -12, 2**62, 10**30])
+def test_plain_ints_are_stored_as_ascii_digits(value: int) -> None:
+    c = codec()
+    data = c.encode(value)
+    assert data == str(value).encode()
+    assert c.decode(data) == value
+
+
+@pytest.mark.parametrize("value", [True, False, 1.0])
+def test_bools_and_floats_keep_their_type(value: Any) -> None:
+    c = codec()
+    decoded = c.decode(c.encode(value))
+    assert decoded == value
+    assert type(decoded) is type(value)
+
+
+def test_foreign_bytes_are_a_decode_error() -> None:
+    with pytest.raises(CacheDecodeError):
+        codec().decode(b"hello")
+    with pytest.raises(CacheDecodeError):
+        codec().decode(b"")
+
+
+def test_metadata_round_trip() -> None:
+    c = codec(COMPRESS_MIN_BYTES=100)
+    meta = EntryMeta(tags=(("tag:pets", 123456789), ("tag:é", -1)), delta=0.25, expires=1e9)
+    data = c.encode(BIG, meta)
+    assert c.decode_entry(data) == (BIG, meta)
+    assert Codec.read_meta(data) == meta
+    assert c.decode_entry(c.encode(5, meta)) == (5, meta)  # ints with metadata are encoded
+    assert Codec.read_meta(c.encode("plain")) is None
