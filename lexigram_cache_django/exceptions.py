@@ -39,3 +39,10 @@ class CacheBackendError(LexigramCacheError):
 
 class CacheConfigurationError(ImproperlyConfigured, LexigramCacheError):
     """A ``CACHES`` entry or the ``LEXIGRAM_CACHE`` setting is invalid."""
+
+
+class CacheIncrError(LexigramCacheError, TypeError):
+    """``incr``/``decr`` of a stored value that is not an integer.
+
+    A :class:`TypeError`, as on Django's in-memory backends, whatever the server said.
+    """
