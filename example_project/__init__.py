@@ -1,0 +1,1 @@
+"""A small pet-clinic Django site that demonstrates lexigram_cache_django."""

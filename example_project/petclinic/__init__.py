@@ -1,0 +1,1 @@
+"""The pet-clinic app: owners, their pets and the vaccines the pets have had."""

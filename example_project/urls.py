@@ -1,0 +1,9 @@
+"""Root URLconf: the Django admin plus the pet-clinic pages."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("example_project.petclinic.urls")),
+]
