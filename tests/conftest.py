@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from django.utils.module_loading import import_string
 
+from lexigram_cache_django.backends.base import LexigramCache
 from tests.servers import Server, start_memcached, start_redis
 
 
@@ -31,3 +35,66 @@ def memcached_servers() -> Iterator[list[Server]]:
     yield servers
     for server in servers:
         server.stop()
+
+
+BACKENDS = ("memory", "redis", "memcached")
+NETWORKED = ("redis", "memcached")
+
+BACKEND_PATHS = {
+    "memory": "lexigram_cache_django.backends.memory.MemoryCache",
+    "redis": "lexigram_cache_django.backends.redis.RedisCache",
+    "memcached": "lexigram_cache_django.backends.memcached.MemcachedCache",
+}
+
+
+def backend_config(kind: str, request: pytest.FixtureRequest, **options: Any) -> dict[str, Any]:
+    """A CACHES entry for ``kind`` with a unique prefix/location, on this session's servers."""
+    unique = uuid.uuid4().hex[:12]
+    config: dict[str, Any] = {"BACKEND": BACKEND_PATHS[kind], "OPTIONS": options}
+    if kind == "memory":
+        config["LOCATION"] = f"test-{unique}"
+    elif kind == "redis":
+        config["LOCATION"] = request.getfixturevalue("redis_server").url
+        config["KEY_PREFIX"] = f"t{unique}"
+    else:
+        config["LOCATION"] = request.getfixturevalue("memcached_server").address
+        config["KEY_PREFIX"] = f"t{unique}"
+    return config
+
+
+def build_backend(config: dict[str, Any]) -> LexigramCache:
+    """Instantiate a backend from a CACHES entry, as Django's cache handler does."""
+    params = dict(config)
+    backend_cls = import_string(params.pop("BACKEND"))
+    location = params.pop("LOCATION", "")
+    backend: LexigramCache = backend_cls(location, params)
+    return backend
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def make_cache(
+    backend_kind: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., LexigramCache]]:
+    """Factory: ``make_cache(**OPTIONS)`` -> a fresh backend of the parametrized kind."""
+    made: list[LexigramCache] = []
+
+    def factory(**options: Any) -> LexigramCache:
+        backend = build_backend(backend_config(backend_kind, request, **options))
+        made.append(backend)
+        return backend
+
+    yield factory
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
+def any_cache(make_cache: Callable[..., LexigramCache]) -> LexigramCache:
+    """A fresh backend of each kind (memory, redis, memcached)."""
+    return make_cache()

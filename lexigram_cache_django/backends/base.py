@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,11 +22,14 @@ from django.core.cache.backends.base import (
     BaseCache,
 )
 
-from ..codec import Codec
+from .. import stampede
+from ..codec import Codec, EntryMeta
 from ..compression import make_compressor
 from ..exceptions import CacheBackendError, CacheDecodeError, CacheIntegrityError
+from ..locks import CacheLock
 from ..metrics import CacheStats, stats_for
 from ..serializers import DEFAULT_SERIALIZER, make_serializer
+from ..stampede import StampedeOptions
 
 logger = logging.getLogger("lexigram_cache_django")
 
@@ -199,6 +203,122 @@ class LexigramCache(BaseCache):
             exc,
         )
         return default
+
+    # -- stampede-protected get_or_set and locks ------------------------------------
+
+    @cached_property
+    def stampede_options(self) -> StampedeOptions:
+        """STAMPEDE_LOCK_TIMEOUT, STAMPEDE_WAIT_TIMEOUT, XFETCH_BETA, TTL_JITTER."""
+        return StampedeOptions.from_options(self._options)
+
+    def get_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        early_refresh: bool = True,
+        beta: float | None = None,
+        lock_timeout: float | None = None,
+        wait_timeout: float | None = None,
+    ) -> Any:
+        """Django's ``get_or_set``, computing a missing value once across threads and
+        processes, with XFetch early refresh (see :mod:`lexigram_cache_django.stampede`)."""
+        opts = self.stampede_options.override(beta, lock_timeout, wait_timeout, early_refresh)
+        return stampede.get_or_set(self, key, default, timeout, version, opts)
+
+    async def aget_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        early_refresh: bool = True,
+        beta: float | None = None,
+        lock_timeout: float | None = None,
+        wait_timeout: float | None = None,
+    ) -> Any:
+        """Async ``get_or_set``; ``default`` may be a value, a callable or an async callable."""
+        opts = self.stampede_options.override(beta, lock_timeout, wait_timeout, early_refresh)
+        return await stampede.aget_or_set(self, key, default, timeout, version, opts)
+
+    def lock(
+        self,
+        name: str,
+        timeout: float | None = None,
+        sleep: float = 0.1,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+        auto_renewal: bool = False,
+        version: int | None = None,
+    ) -> CacheLock:
+        """A lock shared by every process using this cache (names follow redis-py's Lock).
+
+        Use as ``with cache.lock("name", timeout=10):`` or ``async with``.
+        """
+        return CacheLock(
+            self,
+            name,
+            timeout=timeout,
+            sleep=sleep,
+            blocking=blocking,
+            blocking_timeout=blocking_timeout,
+            auto_renewal=auto_renewal,
+            version=version,
+        )
+
+    # -- primitives for the features over backends ----------------------------------
+    #
+    # Stampede protection, locks and tags need a few operations Django's API does not
+    # have. Keys here are final (made and validated). Each backend implements the sync
+    # ones; the async twins default to calling them, which is right for memory and is
+    # overridden by the networked backends.
+
+    def _get_entry(self, key: str) -> tuple[Any, EntryMeta | None] | None:
+        """``(value, meta)`` for a live entry, or None on a miss."""
+        raise NotImplementedError
+
+    def _set_entry(self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None) -> None:
+        """Write ``value`` with its metadata for ``ttl`` seconds (None: no expiry)."""
+        raise NotImplementedError
+
+    def _lock_add(self, key: str, token: str, ttl: float | None) -> bool:
+        """Store ``token`` under ``key`` for ``ttl`` seconds (None: no expiry) only if absent."""
+        raise NotImplementedError
+
+    def _lock_release(self, key: str, token: str) -> bool:
+        """Delete ``key`` only if it still holds ``token``; True if it did."""
+        raise NotImplementedError
+
+    def _lock_extend(self, key: str, token: str, ttl: float | None) -> bool:
+        """Reset ``key``'s lifetime to ``ttl`` only if it still holds ``token``."""
+        raise NotImplementedError
+
+    def _lock_owner(self, key: str) -> str | None:
+        """The token stored under ``key``, or None."""
+        raise NotImplementedError
+
+    async def _aget_entry(self, key: str) -> tuple[Any, EntryMeta | None] | None:
+        return self._get_entry(key)
+
+    async def _aset_entry(
+        self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None
+    ) -> None:
+        self._set_entry(key, value, ttl, meta)
+
+    async def _alock_add(self, key: str, token: str, ttl: float | None) -> bool:
+        return self._lock_add(key, token, ttl)
+
+    async def _alock_release(self, key: str, token: str) -> bool:
+        return self._lock_release(key, token)
+
+    async def _alock_extend(self, key: str, token: str, ttl: float | None) -> bool:
+        return self._lock_extend(key, token, ttl)
+
+    async def _alock_owner(self, key: str) -> str | None:
+        return self._lock_owner(key)
 
     # -- metrics -------------------------------------------------------------------
 

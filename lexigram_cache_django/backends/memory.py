@@ -275,6 +275,55 @@ class MemoryCache(LexigramCache):
         with self._store.lock:
             self._store.data.clear()
 
+    # -- primitives for stampede protection, locks and tags -------------------------
+
+    def _get_entry(self, key: str) -> tuple[Any, EntryMeta | None] | None:
+        with self._store.lock:
+            entry = self._live(key)
+            if entry is None:
+                self._stats.misses += 1
+                return None
+            self._store.data.move_to_end(key)
+            self._stats.hits += 1
+        return _unpack(entry), entry.meta
+
+    def _set_entry(self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None) -> None:
+        stored, pickled = _pack(value)
+        expires = None if ttl is None else time.time() + ttl if ttl > 0 else -1.0
+        with self._store.lock:
+            self._put(key, Entry(stored, expires, pickled, meta))
+            self._stats.sets += 1
+
+    def _lock_add(self, key: str, token: str, ttl: float | None) -> bool:
+        expires = None if ttl is None else time.time() + ttl
+        with self._store.lock:
+            if self._live(key) is not None:
+                return False
+            self._put(key, Entry(token, expires, False, None))
+            return True
+
+    def _lock_release(self, key: str, token: str) -> bool:
+        with self._store.lock:
+            entry = self._live(key)
+            if entry is None or entry.value != token:
+                return False
+            del self._store.data[key]
+            return True
+
+    def _lock_extend(self, key: str, token: str, ttl: float | None) -> bool:
+        expires = None if ttl is None else time.time() + ttl
+        with self._store.lock:
+            entry = self._live(key)
+            if entry is None or entry.value != token:
+                return False
+            self._store.data[key] = entry._replace(expires=expires)
+            return True
+
+    def _lock_owner(self, key: str) -> str | None:
+        with self._store.lock:
+            entry = self._live(key)
+            return None if entry is None else str(entry.value)
+
     # -- async: the same in-memory code, no thread hop ----------------------------------
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:

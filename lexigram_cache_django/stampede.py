@@ -1,0 +1,417 @@
+"""Stampede protection for ``get_or_set``: compute a missing value once, not once per caller.
+
+Django's ``get_or_set`` runs the callable in every caller that misses, so a hot key that
+expires under load is computed by every request at once. Here:
+
+* **in a process**, the first caller of a key computes and every other caller waits for
+  its result (threads wait on an event; asyncio tasks await one shared, shielded task, so
+  a cancelled waiter never cancels the computation);
+* **across processes**, the computing caller first takes a short lock with the backend's
+  own add-if-absent (Redis ``SET NX PX``, memcached ``add``). A caller that cannot get it
+  polls for the value with backoff until ``wait_timeout``, then computes itself rather
+  than fail. A crashed computer's lock simply expires after ``lock_timeout``;
+* **before expiry**, XFetch (Vattani et al., VLDB 2015) lets one caller recompute early
+  with a probability that rises as expiry nears (``now - delta * beta * ln(rand) >=
+  expiry``, delta = how long the value took to compute), while the others keep the
+  current value. Entries written here carry delta and expiry in their metadata, in the
+  same payload, so reading them costs no extra round trip.
+
+If the computation raises, every waiting caller gets the exception and nothing is cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import logging
+import math
+import os
+import random
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH
+
+from .codec import EntryMeta
+
+if TYPE_CHECKING:
+    from .backends.base import LexigramCache
+
+logger = logging.getLogger("lexigram_cache_django")
+
+#: Poll interval bounds (seconds) while another process computes a value.
+_POLL_FIRST = 0.002
+_POLL_MAX = 0.05
+
+
+@dataclass(frozen=True)
+class StampedeOptions:
+    """Per-alias settings, from ``OPTIONS`` (per-call keyword arguments override them)."""
+
+    lock_timeout: float = 10.0
+    wait_timeout: float = 10.0
+    beta: float = 1.0
+    jitter: float = 0.0
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> StampedeOptions:
+        return cls(
+            lock_timeout=float(options.get("STAMPEDE_LOCK_TIMEOUT", cls.lock_timeout)),
+            wait_timeout=float(options.get("STAMPEDE_WAIT_TIMEOUT", cls.wait_timeout)),
+            beta=float(options.get("XFETCH_BETA", cls.beta)),
+            jitter=float(options.get("TTL_JITTER", cls.jitter)),
+        )
+
+    def override(
+        self,
+        beta: float | None,
+        lock_timeout: float | None,
+        wait_timeout: float | None,
+        early_refresh: bool,
+    ) -> StampedeOptions:
+        if beta is None and lock_timeout is None and wait_timeout is None and early_refresh:
+            return self
+        return StampedeOptions(
+            lock_timeout=self.lock_timeout if lock_timeout is None else lock_timeout,
+            wait_timeout=self.wait_timeout if wait_timeout is None else wait_timeout,
+            beta=0.0 if not early_refresh else self.beta if beta is None else beta,
+            jitter=self.jitter,
+        )
+
+
+def new_token() -> str:
+    """An owner token for a lock: unique, and says which process took it."""
+    return f"{os.getpid()}:{secrets.token_hex(8)}"
+
+
+def aux_key(key: str, suffix: str) -> str:
+    """A companion key of ``key`` (its lock), kept within memcached's 250 characters."""
+    aux = f"{key}:{suffix}"
+    if len(aux) > MEMCACHE_MAX_KEY_LENGTH:
+        aux = f"lexigram:{hashlib.sha256(aux.encode()).hexdigest()}:{suffix}"
+    return aux
+
+
+def jittered(ttl: float | None, jitter: float) -> float | None:
+    """Spread expiries by +-``jitter`` (a fraction) so keys written together expire apart."""
+    if ttl is None or ttl <= 0 or jitter <= 0:
+        return ttl
+    return ttl * random.uniform(1.0 - jitter, 1.0 + jitter)
+
+
+def should_refresh_early(meta: EntryMeta | None, beta: float, now: float | None = None) -> bool:
+    """XFetch: recompute before expiry with a probability rising towards it."""
+    if beta <= 0 or meta is None or meta.expires <= 0 or meta.delta <= 0:
+        return False
+    now = time.time() if now is None else now
+    # 1 - random() is in (0, 1], so the log is finite and <= 0.
+    return now - meta.delta * beta * math.log(1.0 - random.random()) >= meta.expires
+
+
+def as_callable(default: Any) -> Callable[[], Any]:
+    """Django accepts a value or a callable as ``default``."""
+    if callable(default):
+        return default  # type: ignore[no-any-return]
+    return lambda: default
+
+
+# -- sync ------------------------------------------------------------------------------
+
+
+class _Flight:
+    """One in-process computation of one key, and the callers waiting for it."""
+
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+_flights: dict[str, _Flight] = {}
+_flights_lock = threading.Lock()
+
+
+def _write_plan(
+    cache: LexigramCache, delta: float, timeout: Any, opts: StampedeOptions
+) -> tuple[float | None, EntryMeta] | None:
+    """Count a computation; the (ttl, meta) to store it with, or None if not to store."""
+    cache._stats.computations += 1
+    ttl = jittered(cache.ttl_seconds(timeout), opts.jitter)
+    if ttl is not None and ttl <= 0:
+        return None  # timeout <= 0: Django stores nothing, the caller still gets the value
+    return ttl, EntryMeta(delta=delta, expires=0.0 if ttl is None else time.time() + ttl)
+
+
+def _compute_and_store(
+    cache: LexigramCache, key: str, compute: Callable[[], Any], timeout: Any, opts: StampedeOptions
+) -> Any:
+    started = time.monotonic()
+    value = compute()
+    plan = _write_plan(cache, time.monotonic() - started, timeout, opts)
+    if plan is not None:
+        cache._set_entry(key, value, *plan)
+    return value
+
+
+def get_or_set(
+    cache: LexigramCache,
+    key: Any,
+    default: Any,
+    timeout: Any = DEFAULT_TIMEOUT,
+    version: int | None = None,
+    opts: StampedeOptions | None = None,
+) -> Any:
+    """The body of ``LexigramCache.get_or_set``."""
+    opts = opts or cache.stampede_options
+    made = cache.make_and_validate_key(key, version)
+    entry = cache._get_entry(made)
+    if entry is not None:
+        value, meta = entry
+        if should_refresh_early(meta, opts.beta):
+            return _refresh_early(cache, made, as_callable(default), timeout, opts, value)
+        return value
+    return _compute_once(cache, made, as_callable(default), timeout, opts)
+
+
+def _compute_once(
+    cache: LexigramCache, key: str, compute: Callable[[], Any], timeout: Any, opts: StampedeOptions
+) -> Any:
+    flight_key = f"{cache.identity}|{key}"
+    with _flights_lock:
+        flight = _flights.get(flight_key)
+        leader = flight is None
+        if flight is None:
+            flight = _flights[flight_key] = _Flight()
+    if not leader:
+        cache._stats.waits += 1
+        if flight.done.wait(opts.wait_timeout):
+            if flight.error is not None:
+                raise flight.error
+            return flight.value
+        cache._stats.lock_timeouts += 1
+        return _compute_and_store(cache, key, compute, timeout, opts)
+    try:
+        flight.value = _lead(cache, key, compute, timeout, opts)
+        return flight.value
+    except BaseException as exc:
+        flight.error = exc
+        raise
+    finally:
+        with _flights_lock:
+            _flights.pop(flight_key, None)
+        flight.done.set()
+
+
+def _lead(
+    cache: LexigramCache, key: str, compute: Callable[[], Any], timeout: Any, opts: StampedeOptions
+) -> Any:
+    """Compute under the cross-process lock, or wait for the process that holds it."""
+    lock_key = aux_key(key, "lexigram-lock")
+    token = new_token()
+    deadline = time.monotonic() + opts.wait_timeout
+    delay = _POLL_FIRST
+    while True:
+        if cache._lock_add(lock_key, token, opts.lock_timeout):
+            try:
+                entry = cache._get_entry(key)  # written while we waited for the lock?
+                if entry is not None:
+                    return entry[0]
+                return _compute_and_store(cache, key, compute, timeout, opts)
+            finally:
+                cache._lock_release(lock_key, token)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            cache._stats.lock_timeouts += 1
+            return _compute_and_store(cache, key, compute, timeout, opts)
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, _POLL_MAX)
+        entry = cache._get_entry(key)
+        if entry is not None:
+            cache._stats.waits += 1
+            return entry[0]
+
+
+def _refresh_early(
+    cache: LexigramCache,
+    key: str,
+    compute: Callable[[], Any],
+    timeout: Any,
+    opts: StampedeOptions,
+    current: Any,
+) -> Any:
+    """One caller recomputes before expiry; everyone else keeps the current value."""
+    flight_key = f"{cache.identity}|{key}"
+    with _flights_lock:
+        if flight_key in _flights:
+            return current
+        flight = _flights[flight_key] = _Flight()
+    flight.value = current
+    try:
+        lock_key = aux_key(key, "lexigram-lock")
+        token = new_token()
+        if not cache._lock_add(lock_key, token, opts.lock_timeout):
+            return current
+        try:
+            flight.value = _compute_and_store(cache, key, compute, timeout, opts)
+            cache._stats.early_refreshes += 1
+        except Exception:
+            logger.exception(
+                "%r: early refresh of %r failed; keeping the current value", cache, key
+            )
+        finally:
+            cache._lock_release(lock_key, token)
+        return flight.value
+    finally:
+        with _flights_lock:
+            _flights.pop(flight_key, None)
+        flight.done.set()
+
+
+# -- async -----------------------------------------------------------------------------
+
+_task_flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[Any]]]
+_task_flights = weakref.WeakKeyDictionary()
+
+
+async def _call(compute: Callable[[], Any]) -> Any:
+    """Run a sync or async callable (``aget_or_set`` accepts both)."""
+    result = compute()
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def _acompute_and_store(
+    cache: LexigramCache, key: str, compute: Callable[[], Any], timeout: Any, opts: StampedeOptions
+) -> Any:
+    started = time.monotonic()
+    value = await _call(compute)
+    plan = _write_plan(cache, time.monotonic() - started, timeout, opts)
+    if plan is not None:
+        await cache._aset_entry(key, value, *plan)
+    return value
+
+
+def _task_for(key: str, start: Callable[[], Any]) -> tuple[asyncio.Task[Any], bool]:
+    """The running task computing ``key`` on this loop, started by ``start()`` if none."""
+    loop = asyncio.get_running_loop()
+    flights = _task_flights.get(loop)
+    if flights is None:
+        flights = _task_flights[loop] = {}
+    task = flights.get(key)
+    if task is not None:
+        return task, False
+    task = loop.create_task(start())
+    flights[key] = task
+
+    def finished(t: asyncio.Task[Any], flights: dict[str, asyncio.Task[Any]] = flights) -> None:
+        if flights.get(key) is t:
+            del flights[key]
+        if not t.cancelled():
+            t.exception()  # retrieved: no "exception was never retrieved" noise
+
+    task.add_done_callback(finished)
+    return task, True
+
+
+async def aget_or_set(
+    cache: LexigramCache,
+    key: Any,
+    default: Any,
+    timeout: Any = DEFAULT_TIMEOUT,
+    version: int | None = None,
+    opts: StampedeOptions | None = None,
+) -> Any:
+    """The body of ``LexigramCache.aget_or_set``."""
+    opts = opts or cache.stampede_options
+    made = cache.make_and_validate_key(key, version)
+    compute = as_callable(default)
+    entry = await cache._aget_entry(made)
+    if entry is not None:
+        value, meta = entry
+        if should_refresh_early(meta, opts.beta):
+            return await _arefresh_early(cache, made, compute, timeout, opts, value)
+        return value
+    flight_key = f"{cache.identity}|{made}"
+    task, leader = _task_for(flight_key, lambda: _alead(cache, made, compute, timeout, opts))
+    if leader:
+        return await asyncio.shield(task)
+    cache._stats.waits += 1
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), opts.wait_timeout)
+    except TimeoutError:
+        if task.done():
+            raise
+        cache._stats.lock_timeouts += 1
+        return await _acompute_and_store(cache, made, compute, timeout, opts)
+
+
+async def _alead(
+    cache: LexigramCache, key: str, compute: Callable[[], Any], timeout: Any, opts: StampedeOptions
+) -> Any:
+    lock_key = aux_key(key, "lexigram-lock")
+    token = new_token()
+    deadline = time.monotonic() + opts.wait_timeout
+    delay = _POLL_FIRST
+    while True:
+        if await cache._alock_add(lock_key, token, opts.lock_timeout):
+            try:
+                entry = await cache._aget_entry(key)
+                if entry is not None:
+                    return entry[0]
+                return await _acompute_and_store(cache, key, compute, timeout, opts)
+            finally:
+                await cache._alock_release(lock_key, token)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            cache._stats.lock_timeouts += 1
+            return await _acompute_and_store(cache, key, compute, timeout, opts)
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, _POLL_MAX)
+        entry = await cache._aget_entry(key)
+        if entry is not None:
+            cache._stats.waits += 1
+            return entry[0]
+
+
+async def _arefresh_early(
+    cache: LexigramCache,
+    key: str,
+    compute: Callable[[], Any],
+    timeout: Any,
+    opts: StampedeOptions,
+    current: Any,
+) -> Any:
+    flight_key = f"{cache.identity}|{key}"
+    loop = asyncio.get_running_loop()
+    flights = _task_flights.get(loop)
+    if flights is not None and flight_key in flights:
+        return current
+
+    async def refresh() -> Any:
+        lock_key = aux_key(key, "lexigram-lock")
+        token = new_token()
+        if not await cache._alock_add(lock_key, token, opts.lock_timeout):
+            return current
+        try:
+            value = await _acompute_and_store(cache, key, compute, timeout, opts)
+            cache._stats.early_refreshes += 1
+            return value
+        except Exception:
+            logger.exception(
+                "%r: early refresh of %r failed; keeping the current value", cache, key
+            )
+            return current
+        finally:
+            await cache._alock_release(lock_key, token)
+
+    task, _ = _task_for(flight_key, refresh)
+    return await asyncio.shield(task)
