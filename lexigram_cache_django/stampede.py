@@ -34,7 +34,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH
 
@@ -139,25 +139,37 @@ _flights: dict[str, _Flight] = {}
 _flights_lock = threading.Lock()
 
 
+class Job(NamedTuple):
+    """One ``get_or_set`` call: what to compute, and how to store it."""
+
+    key: str
+    compute: Callable[[], Any]
+    timeout: Any
+    opts: StampedeOptions
+    tag_keys: tuple[str, ...] = ()
+
+
 def _write_plan(
-    cache: LexigramCache, delta: float, timeout: Any, opts: StampedeOptions
+    cache: LexigramCache, job: Job, delta: float, versions: list[int | None]
 ) -> tuple[float | None, EntryMeta] | None:
     """Count a computation; the (ttl, meta) to store it with, or None if not to store."""
     cache._stats.computations += 1
-    ttl = jittered(cache.ttl_seconds(timeout), opts.jitter)
+    ttl = jittered(cache.ttl_seconds(job.timeout), job.opts.jitter)
     if ttl is not None and ttl <= 0:
         return None  # timeout <= 0: Django stores nothing, the caller still gets the value
-    return ttl, EntryMeta(delta=delta, expires=0.0 if ttl is None else time.time() + ttl)
+    tags = cache.tagged_meta(job.tag_keys, versions).tags if job.tag_keys else ()
+    return ttl, EntryMeta(tags, delta, 0.0 if ttl is None else time.time() + ttl)
 
 
-def _compute_and_store(
-    cache: LexigramCache, key: str, compute: Callable[[], Any], timeout: Any, opts: StampedeOptions
-) -> Any:
+def _compute_and_store(cache: LexigramCache, job: Job) -> Any:
+    # Tag versions are read before computing: an invalidation that lands while we
+    # compute makes what we store stale, instead of being lost.
+    versions = cache._tag_versions(job.tag_keys, create=True) if job.tag_keys else []
     started = time.monotonic()
-    value = compute()
-    plan = _write_plan(cache, time.monotonic() - started, timeout, opts)
+    value = job.compute()
+    plan = _write_plan(cache, job, time.monotonic() - started, versions)
     if plan is not None:
-        cache._set_entry(key, value, *plan)
+        cache._set_entry(job.key, value, *plan)
     return value
 
 
@@ -168,23 +180,27 @@ def get_or_set(
     timeout: Any = DEFAULT_TIMEOUT,
     version: int | None = None,
     opts: StampedeOptions | None = None,
+    tag_keys: tuple[str, ...] = (),
 ) -> Any:
     """The body of ``LexigramCache.get_or_set``."""
-    opts = opts or cache.stampede_options
-    made = cache.make_and_validate_key(key, version)
-    entry = cache._get_entry(made)
+    job = Job(
+        cache.make_and_validate_key(key, version),
+        as_callable(default),
+        timeout,
+        opts or cache.stampede_options,
+        tag_keys,
+    )
+    entry = cache._get_entry(job.key)
     if entry is not None:
         value, meta = entry
-        if should_refresh_early(meta, opts.beta):
-            return _refresh_early(cache, made, as_callable(default), timeout, opts, value)
+        if should_refresh_early(meta, job.opts.beta):
+            return _refresh_early(cache, job, value)
         return value
-    return _compute_once(cache, made, as_callable(default), timeout, opts)
+    return _compute_once(cache, job)
 
 
-def _compute_once(
-    cache: LexigramCache, key: str, compute: Callable[[], Any], timeout: Any, opts: StampedeOptions
-) -> Any:
-    flight_key = f"{cache.identity}|{key}"
+def _compute_once(cache: LexigramCache, job: Job) -> Any:
+    flight_key = f"{cache.identity}|{job.key}"
     with _flights_lock:
         flight = _flights.get(flight_key)
         leader = flight is None
@@ -192,14 +208,14 @@ def _compute_once(
             flight = _flights[flight_key] = _Flight()
     if not leader:
         cache._stats.waits += 1
-        if flight.done.wait(opts.wait_timeout):
+        if flight.done.wait(job.opts.wait_timeout):
             if flight.error is not None:
                 raise flight.error
             return flight.value
         cache._stats.lock_timeouts += 1
-        return _compute_and_store(cache, key, compute, timeout, opts)
+        return _compute_and_store(cache, job)
     try:
-        flight.value = _lead(cache, key, compute, timeout, opts)
+        flight.value = _lead(cache, job)
         return flight.value
     except BaseException as exc:
         flight.error = exc
@@ -210,61 +226,52 @@ def _compute_once(
         flight.done.set()
 
 
-def _lead(
-    cache: LexigramCache, key: str, compute: Callable[[], Any], timeout: Any, opts: StampedeOptions
-) -> Any:
+def _lead(cache: LexigramCache, job: Job) -> Any:
     """Compute under the cross-process lock, or wait for the process that holds it."""
-    lock_key = aux_key(key, "lexigram-lock")
+    lock_key = aux_key(job.key, "lexigram-lock")
     token = new_token()
-    deadline = time.monotonic() + opts.wait_timeout
+    deadline = time.monotonic() + job.opts.wait_timeout
     delay = _POLL_FIRST
     while True:
-        if cache._lock_add(lock_key, token, opts.lock_timeout):
+        if cache._lock_add(lock_key, token, job.opts.lock_timeout):
             try:
-                entry = cache._get_entry(key)  # written while we waited for the lock?
+                entry = cache._get_entry(job.key)  # written while we waited for the lock?
                 if entry is not None:
                     return entry[0]
-                return _compute_and_store(cache, key, compute, timeout, opts)
+                return _compute_and_store(cache, job)
             finally:
                 cache._lock_release(lock_key, token)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             cache._stats.lock_timeouts += 1
-            return _compute_and_store(cache, key, compute, timeout, opts)
+            return _compute_and_store(cache, job)
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, _POLL_MAX)
-        entry = cache._get_entry(key)
+        entry = cache._get_entry(job.key)
         if entry is not None:
             cache._stats.waits += 1
             return entry[0]
 
 
-def _refresh_early(
-    cache: LexigramCache,
-    key: str,
-    compute: Callable[[], Any],
-    timeout: Any,
-    opts: StampedeOptions,
-    current: Any,
-) -> Any:
+def _refresh_early(cache: LexigramCache, job: Job, current: Any) -> Any:
     """One caller recomputes before expiry; everyone else keeps the current value."""
-    flight_key = f"{cache.identity}|{key}"
+    flight_key = f"{cache.identity}|{job.key}"
     with _flights_lock:
         if flight_key in _flights:
             return current
         flight = _flights[flight_key] = _Flight()
     flight.value = current
     try:
-        lock_key = aux_key(key, "lexigram-lock")
+        lock_key = aux_key(job.key, "lexigram-lock")
         token = new_token()
-        if not cache._lock_add(lock_key, token, opts.lock_timeout):
+        if not cache._lock_add(lock_key, token, job.opts.lock_timeout):
             return current
         try:
-            flight.value = _compute_and_store(cache, key, compute, timeout, opts)
+            flight.value = _compute_and_store(cache, job)
             cache._stats.early_refreshes += 1
         except Exception:
             logger.exception(
-                "%r: early refresh of %r failed; keeping the current value", cache, key
+                "%r: early refresh of %r failed; kept the current value", cache, job.key
             )
         finally:
             cache._lock_release(lock_key, token)
@@ -289,14 +296,13 @@ async def _call(compute: Callable[[], Any]) -> Any:
     return result
 
 
-async def _acompute_and_store(
-    cache: LexigramCache, key: str, compute: Callable[[], Any], timeout: Any, opts: StampedeOptions
-) -> Any:
+async def _acompute_and_store(cache: LexigramCache, job: Job) -> Any:
+    versions = await cache._atag_versions(job.tag_keys, create=True) if job.tag_keys else []
     started = time.monotonic()
-    value = await _call(compute)
-    plan = _write_plan(cache, time.monotonic() - started, timeout, opts)
+    value = await _call(job.compute)
+    plan = _write_plan(cache, job, time.monotonic() - started, versions)
     if plan is not None:
-        await cache._aset_entry(key, value, *plan)
+        await cache._aset_entry(job.key, value, *plan)
     return value
 
 
@@ -329,85 +335,79 @@ async def aget_or_set(
     timeout: Any = DEFAULT_TIMEOUT,
     version: int | None = None,
     opts: StampedeOptions | None = None,
+    tag_keys: tuple[str, ...] = (),
 ) -> Any:
     """The body of ``LexigramCache.aget_or_set``."""
-    opts = opts or cache.stampede_options
-    made = cache.make_and_validate_key(key, version)
-    compute = as_callable(default)
-    entry = await cache._aget_entry(made)
+    job = Job(
+        cache.make_and_validate_key(key, version),
+        as_callable(default),
+        timeout,
+        opts or cache.stampede_options,
+        tag_keys,
+    )
+    entry = await cache._aget_entry(job.key)
     if entry is not None:
         value, meta = entry
-        if should_refresh_early(meta, opts.beta):
-            return await _arefresh_early(cache, made, compute, timeout, opts, value)
+        if should_refresh_early(meta, job.opts.beta):
+            return await _arefresh_early(cache, job, value)
         return value
-    flight_key = f"{cache.identity}|{made}"
-    task, leader = _task_for(flight_key, lambda: _alead(cache, made, compute, timeout, opts))
+    task, leader = _task_for(f"{cache.identity}|{job.key}", lambda: _alead(cache, job))
     if leader:
         return await asyncio.shield(task)
     cache._stats.waits += 1
     try:
-        return await asyncio.wait_for(asyncio.shield(task), opts.wait_timeout)
+        return await asyncio.wait_for(asyncio.shield(task), job.opts.wait_timeout)
     except TimeoutError:
         if task.done():
             raise
         cache._stats.lock_timeouts += 1
-        return await _acompute_and_store(cache, made, compute, timeout, opts)
+        return await _acompute_and_store(cache, job)
 
 
-async def _alead(
-    cache: LexigramCache, key: str, compute: Callable[[], Any], timeout: Any, opts: StampedeOptions
-) -> Any:
-    lock_key = aux_key(key, "lexigram-lock")
+async def _alead(cache: LexigramCache, job: Job) -> Any:
+    lock_key = aux_key(job.key, "lexigram-lock")
     token = new_token()
-    deadline = time.monotonic() + opts.wait_timeout
+    deadline = time.monotonic() + job.opts.wait_timeout
     delay = _POLL_FIRST
     while True:
-        if await cache._alock_add(lock_key, token, opts.lock_timeout):
+        if await cache._alock_add(lock_key, token, job.opts.lock_timeout):
             try:
-                entry = await cache._aget_entry(key)
+                entry = await cache._aget_entry(job.key)
                 if entry is not None:
                     return entry[0]
-                return await _acompute_and_store(cache, key, compute, timeout, opts)
+                return await _acompute_and_store(cache, job)
             finally:
                 await cache._alock_release(lock_key, token)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             cache._stats.lock_timeouts += 1
-            return await _acompute_and_store(cache, key, compute, timeout, opts)
+            return await _acompute_and_store(cache, job)
         await asyncio.sleep(min(delay, remaining))
         delay = min(delay * 2, _POLL_MAX)
-        entry = await cache._aget_entry(key)
+        entry = await cache._aget_entry(job.key)
         if entry is not None:
             cache._stats.waits += 1
             return entry[0]
 
 
-async def _arefresh_early(
-    cache: LexigramCache,
-    key: str,
-    compute: Callable[[], Any],
-    timeout: Any,
-    opts: StampedeOptions,
-    current: Any,
-) -> Any:
-    flight_key = f"{cache.identity}|{key}"
-    loop = asyncio.get_running_loop()
-    flights = _task_flights.get(loop)
+async def _arefresh_early(cache: LexigramCache, job: Job, current: Any) -> Any:
+    flight_key = f"{cache.identity}|{job.key}"
+    flights = _task_flights.get(asyncio.get_running_loop())
     if flights is not None and flight_key in flights:
         return current
 
     async def refresh() -> Any:
-        lock_key = aux_key(key, "lexigram-lock")
+        lock_key = aux_key(job.key, "lexigram-lock")
         token = new_token()
-        if not await cache._alock_add(lock_key, token, opts.lock_timeout):
+        if not await cache._alock_add(lock_key, token, job.opts.lock_timeout):
             return current
         try:
-            value = await _acompute_and_store(cache, key, compute, timeout, opts)
+            value = await _acompute_and_store(cache, job)
             cache._stats.early_refreshes += 1
             return value
         except Exception:
             logger.exception(
-                "%r: early refresh of %r failed; keeping the current value", cache, key
+                "%r: early refresh of %r failed; kept the current value", cache, job.key
             )
             return current
         finally:

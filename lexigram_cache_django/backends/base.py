@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +30,7 @@ from ..locks import CacheLock
 from ..metrics import CacheStats, stats_for
 from ..serializers import DEFAULT_SERIALIZER, make_serializer
 from ..stampede import StampedeOptions
+from ..tags import DEFAULT_TAG_TIMEOUT, TagLike, tag_names, tag_record_key
 
 logger = logging.getLogger("lexigram_cache_django")
 
@@ -222,11 +223,12 @@ class LexigramCache(BaseCache):
         beta: float | None = None,
         lock_timeout: float | None = None,
         wait_timeout: float | None = None,
+        tags: Iterable[TagLike] | TagLike | None = None,
     ) -> Any:
         """Django's ``get_or_set``, computing a missing value once across threads and
         processes, with XFetch early refresh (see :mod:`lexigram_cache_django.stampede`)."""
         opts = self.stampede_options.override(beta, lock_timeout, wait_timeout, early_refresh)
-        return stampede.get_or_set(self, key, default, timeout, version, opts)
+        return stampede.get_or_set(self, key, default, timeout, version, opts, self.tag_keys(tags))
 
     async def aget_or_set(
         self,
@@ -239,10 +241,13 @@ class LexigramCache(BaseCache):
         beta: float | None = None,
         lock_timeout: float | None = None,
         wait_timeout: float | None = None,
+        tags: Iterable[TagLike] | TagLike | None = None,
     ) -> Any:
         """Async ``get_or_set``; ``default`` may be a value, a callable or an async callable."""
         opts = self.stampede_options.override(beta, lock_timeout, wait_timeout, early_refresh)
-        return await stampede.aget_or_set(self, key, default, timeout, version, opts)
+        return await stampede.aget_or_set(
+            self, key, default, timeout, version, opts, self.tag_keys(tags)
+        )
 
     def lock(
         self,
@@ -268,6 +273,82 @@ class LexigramCache(BaseCache):
             auto_renewal=auto_renewal,
             version=version,
         )
+
+    # -- tags ----------------------------------------------------------------------
+
+    @cached_property
+    def tag_timeout(self) -> float:
+        """Lifetime of tag records (OPTIONS["TAG_TIMEOUT"], default 30 days)."""
+        return float(self._options.get("TAG_TIMEOUT", DEFAULT_TAG_TIMEOUT))
+
+    def tag_keys(self, tags: Iterable[TagLike] | TagLike | None) -> tuple[str, ...]:
+        """Final keys of the tags' version records (under this alias's prefix and VERSION)."""
+        return tuple(self.make_key(tag_record_key(name)) for name in tag_names(tags))
+
+    def tagged_meta(self, tag_keys: Sequence[str], versions: Sequence[int | None]) -> EntryMeta:
+        """Metadata recording the tag versions seen before the value was computed."""
+        return EntryMeta(tags=tuple((k, int(v)) for k, v in zip(tag_keys, versions) if v))
+
+    def invalidate_tags(self, *tags: TagLike | Iterable[TagLike]) -> None:
+        """Make every entry written under any of ``tags`` read as a miss, in O(1) per tag."""
+        keys = self.tag_keys(_flatten(tags))
+        if keys:
+            self._tags_invalidate(keys)
+            self._stats.tag_invalidations += len(keys)
+
+    async def ainvalidate_tags(self, *tags: TagLike | Iterable[TagLike]) -> None:
+        keys = self.tag_keys(_flatten(tags))
+        if keys:
+            await self._atags_invalidate(keys)
+            self._stats.tag_invalidations += len(keys)
+
+    def invalidate_by_tag(self, tag: TagLike) -> None:
+        """Alias of ``invalidate_tags(tag)`` (the name lexigram-cache used)."""
+        self.invalidate_tags(tag)
+
+    def set_with_tags(
+        self,
+        key: Any,
+        value: Any,
+        tags: Iterable[TagLike] | TagLike,
+        ttl: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> Any:
+        """Alias of ``set(key, value, ttl, version, tags=tags)``."""
+        return self.set(key, value, ttl, version, tags=tags)  # type: ignore[call-arg]
+
+    def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        """Django's ``incr_version``, keeping the entry's tags (Django's re-``set`` drops them)."""
+        version = self.version if version is None else version
+        old = self.make_and_validate_key(key, version)
+        entry = self._get_entry(old)
+        if entry is None:
+            raise ValueError(f"Key '{key}' not found")
+        value, meta = entry
+        ttl = self.ttl_seconds(DEFAULT_TIMEOUT)  # as Django: the moved entry gets the default
+        if meta is not None:
+            expires = 0.0 if ttl is None else time.time() + ttl
+            meta = EntryMeta(meta.tags, meta.delta, expires)
+        self._set_entry(self.make_and_validate_key(key, version + delta), value, ttl, meta)
+        self.delete(key, version=version)
+        return version + delta
+
+    async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        version = self.version if version is None else version
+        old = self.make_and_validate_key(key, version)
+        entry = await self._aget_entry(old)
+        if entry is None:
+            raise ValueError(f"Key '{key}' not found")
+        value, meta = entry
+        ttl = self.ttl_seconds(DEFAULT_TIMEOUT)
+        if meta is not None:
+            meta = EntryMeta(meta.tags, meta.delta, 0.0 if ttl is None else time.time() + ttl)
+        await self._aset_entry(self.make_and_validate_key(key, version + delta), value, ttl, meta)
+        await self.adelete(key, version=version)
+        return version + delta
+
+    async def adecr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return await self.aincr_version(key, -delta, version)
 
     # -- primitives for the features over backends ----------------------------------
     #
@@ -299,6 +380,20 @@ class LexigramCache(BaseCache):
     def _lock_owner(self, key: str) -> str | None:
         """The token stored under ``key``, or None."""
         raise NotImplementedError
+
+    def _tag_versions(self, keys: Sequence[str], create: bool) -> list[int | None]:
+        """Current versions of tag records; with ``create``, missing ones are created."""
+        raise NotImplementedError
+
+    def _tags_invalidate(self, keys: Sequence[str]) -> None:
+        """Give each tag record a new version."""
+        raise NotImplementedError
+
+    async def _atag_versions(self, keys: Sequence[str], create: bool) -> list[int | None]:
+        return self._tag_versions(keys, create)
+
+    async def _atags_invalidate(self, keys: Sequence[str]) -> None:
+        self._tags_invalidate(keys)
 
     async def _aget_entry(self, key: str) -> tuple[Any, EntryMeta | None] | None:
         return self._get_entry(key)
@@ -339,6 +434,19 @@ class LexigramCache(BaseCache):
 
     def reset_stats(self) -> None:
         self._stats.reset()
+
+
+def _flatten(tags: tuple[Any, ...]) -> list[Any]:
+    """``invalidate_tags("a", Pet)`` and ``invalidate_tags(["a", Pet])`` mean the same."""
+    flat: list[Any] = []
+    for tag in tags:
+        if isinstance(tag, list | set | frozenset) or (
+            isinstance(tag, tuple) and not (len(tag) == 2 and isinstance(tag[0], type))
+        ):
+            flat.extend(tag)
+        else:
+            flat.append(tag)
+    return flat
 
 
 def build_codec(options: Mapping[str, Any]) -> Codec:

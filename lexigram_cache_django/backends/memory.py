@@ -19,7 +19,7 @@ import pickle
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, NamedTuple
@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from ..codec import EntryMeta
+from ..tags import new_version
 from .base import LexigramCache
 
 _PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -98,13 +99,52 @@ class MemoryCache(LexigramCache):
         entry = store.data.get(key)
         if entry is None:
             return None
+        now = time.time() if now is None else now
         expires = entry.expires
-        if expires is not None and expires <= (now if now is not None else time.time()):
+        if expires is not None and expires <= now:
             del store.data[key]
             store.expirations += 1
             self._stats.expirations += 1
             return None
+        meta = entry.meta
+        if meta is not None and meta.tags and not self._tags_fresh(meta, now):
+            del store.data[key]
+            self._stats.stale_by_tag += 1
+            return None
         return entry
+
+    def _tags_fresh(self, meta: EntryMeta, now: float) -> bool:
+        """Whether every tag still has the version the entry recorded (lock held)."""
+        data = self._store.data
+        for tag_key, version in meta.tags:
+            record = data.get(tag_key)
+            if record is None or record.value != version:
+                return False
+            if record.expires is not None and record.expires <= now:
+                return False
+            data.move_to_end(tag_key)  # a tag in use stays out of LRU culling's way
+        return True
+
+    def _versions_locked(self, keys: Sequence[str], create: bool) -> list[int | None]:
+        versions: list[int | None] = []
+        for tag_key in keys:
+            record = self._live(tag_key)
+            if record is not None:
+                versions.append(record.value)
+            elif create:
+                version = new_version()
+                self._put(tag_key, Entry(version, time.time() + self.tag_timeout, False, None))
+                versions.append(version)
+            else:
+                versions.append(None)
+        return versions
+
+    def _meta_for(self, tags: Any) -> EntryMeta | None:
+        """Metadata recording the current versions of ``tags`` (lock held)."""
+        if tags is None:
+            return None
+        keys = self.tag_keys(tags)
+        return self.tagged_meta(keys, self._versions_locked(keys, create=True)) if keys else None
 
     def _put(self, key: str, entry: Entry) -> None:
         data = self._store.data
@@ -139,13 +179,15 @@ class MemoryCache(LexigramCache):
             entry = store.data.get(key)
             if entry is not None:
                 expires = entry.expires
-                if expires is None or expires > time.time():
+                if (expires is None or expires > time.time()) and entry.meta is None:
                     store.data.move_to_end(key)
                     self._stats.hits += 1
                     return pickle.loads(entry.value) if entry.pickled else entry.value
-                del store.data[key]
-                store.expirations += 1
-                self._stats.expirations += 1
+                entry = self._live(key)  # expired, or has metadata to check
+                if entry is not None:
+                    store.data.move_to_end(key)
+                    self._stats.hits += 1
+                    return pickle.loads(entry.value) if entry.pickled else entry.value
             self._stats.misses += 1
             return default
 
@@ -155,12 +197,14 @@ class MemoryCache(LexigramCache):
         value: Any,
         timeout: Any = DEFAULT_TIMEOUT,
         version: int | None = None,
+        *,
+        tags: Any = None,
     ) -> None:
         key = self.make_and_validate_key(key, version)
         stored, pickled = _pack(value)
         expires = self.expires_at(timeout)
         with self._store.lock:
-            self._put(key, Entry(stored, expires, pickled, None))
+            self._put(key, Entry(stored, expires, pickled, self._meta_for(tags)))
             self._stats.sets += 1
 
     def add(
@@ -169,6 +213,8 @@ class MemoryCache(LexigramCache):
         value: Any,
         timeout: Any = DEFAULT_TIMEOUT,
         version: int | None = None,
+        *,
+        tags: Any = None,
     ) -> bool:
         key = self.make_and_validate_key(key, version)
         stored, pickled = _pack(value)
@@ -176,7 +222,7 @@ class MemoryCache(LexigramCache):
         with self._store.lock:
             if self._live(key) is not None:
                 return False
-            self._put(key, Entry(stored, expires, pickled, None))
+            self._put(key, Entry(stored, expires, pickled, self._meta_for(tags)))
             self._stats.sets += 1
             return True
 
@@ -247,21 +293,19 @@ class MemoryCache(LexigramCache):
         data: Mapping[Any, Any],
         timeout: Any = DEFAULT_TIMEOUT,
         version: int | None = None,
+        *,
+        tags: Any = None,
     ) -> list[Any]:
         expires = self.expires_at(timeout)
-        entries = []
-        for original, value in data.items():
-            stored, pickled = _pack(value)
-            entries.append(
-                (
-                    self.make_and_validate_key(original, version),
-                    Entry(stored, expires, pickled, None),
-                )
-            )
+        packed = [
+            (self.make_and_validate_key(original, version), *_pack(value))
+            for original, value in data.items()
+        ]
         with self._store.lock:
-            for key, entry in entries:
-                self._put(key, entry)
-            self._stats.sets += len(entries)
+            meta = self._meta_for(tags)
+            for key, stored, pickled in packed:
+                self._put(key, Entry(stored, expires, pickled, meta))
+            self._stats.sets += len(packed)
         return []
 
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
@@ -324,6 +368,16 @@ class MemoryCache(LexigramCache):
             entry = self._live(key)
             return None if entry is None else str(entry.value)
 
+    def _tag_versions(self, keys: Sequence[str], create: bool) -> list[int | None]:
+        with self._store.lock:
+            return self._versions_locked(keys, create)
+
+    def _tags_invalidate(self, keys: Sequence[str]) -> None:
+        expires = time.time() + self.tag_timeout
+        with self._store.lock:
+            for tag_key in keys:
+                self._put(tag_key, Entry(new_version(), expires, False, None))
+
     # -- async: the same in-memory code, no thread hop ----------------------------------
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
@@ -335,8 +389,10 @@ class MemoryCache(LexigramCache):
         value: Any,
         timeout: Any = DEFAULT_TIMEOUT,
         version: int | None = None,
+        *,
+        tags: Any = None,
     ) -> None:
-        self.set(key, value, timeout, version)
+        self.set(key, value, timeout, version, tags=tags)
 
     async def aadd(
         self,
@@ -344,8 +400,10 @@ class MemoryCache(LexigramCache):
         value: Any,
         timeout: Any = DEFAULT_TIMEOUT,
         version: int | None = None,
+        *,
+        tags: Any = None,
     ) -> bool:
-        return self.add(key, value, timeout, version)
+        return self.add(key, value, timeout, version, tags=tags)
 
     async def atouch(
         self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
@@ -372,20 +430,16 @@ class MemoryCache(LexigramCache):
         data: Mapping[Any, Any],
         timeout: Any = DEFAULT_TIMEOUT,
         version: int | None = None,
+        *,
+        tags: Any = None,
     ) -> list[Any]:
-        return self.set_many(data, timeout, version)
+        return self.set_many(data, timeout, version, tags=tags)
 
     async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         self.delete_many(keys, version)
 
     async def aclear(self) -> None:
         self.clear()
-
-    async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        return self.incr_version(key, delta, version)
-
-    async def adecr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        return self.incr_version(key, -delta, version)
 
     # -- metrics ----------------------------------------------------------------------
 
