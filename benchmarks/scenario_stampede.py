@@ -26,7 +26,8 @@ from collections.abc import Callable
 from importlib.util import find_spec
 from typing import Any
 
-from benchmarks.harness import Context, Result, free_loopback_port
+from benchmarks.harness import Context, Result
+from benchmarks.servers import start_memcached, start_redis
 
 DESCRIPTION = "get_or_set under a cold-key burst and a hot key's expiry, ours vs Django's"
 
@@ -68,42 +69,24 @@ def _pairs(ctx: Context) -> list[tuple[str, str, str, str, dict[str, Any]]]:
     if find_spec("lexigram_cache_django.backends.redis") is None:
         ctx.log("redis skipped: lexigram_cache_django.backends.redis not found")
     else:
-        port = free_loopback_port()
-        ctx.start_server(
-            [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            port=port,
-        )
         pairs.append(
             (
                 "redis",
                 "lexigram_cache_django.backends.redis.RedisCache",
                 "django.core.cache.backends.redis.RedisCache",
-                f"redis://127.0.0.1:{port}",
+                start_redis(ctx),
                 {},
             )
         )
     if find_spec("lexigram_cache_django.backends.memcached") is None:
         ctx.log("memcached skipped: lexigram_cache_django.backends.memcached not found")
     else:
-        port = free_loopback_port()
-        argv = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-u", "root"]
-        ctx.start_server(argv, port=port)
         pairs.append(
             (
                 "memcached",
                 "lexigram_cache_django.backends.memcached.MemcachedCache",
                 "django.core.cache.backends.memcached.PyMemcacheCache",
-                f"127.0.0.1:{port}",
+                start_memcached(ctx),
                 {},
             )
         )
