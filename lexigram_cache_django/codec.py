@@ -7,15 +7,21 @@ Layout of an encoded entry::
 The header byte::
 
     bit 7      always 1: marks an encoded entry (raw integers never start with it)
-    bits 4-6   serializer id (0 custom, 1 signed pickle, 2 orjson, 3 msgpack)
+    bits 4-6   serializer id (0 custom, 1 signed pickle, 2 orjson, 3 msgpack,
+               6 native bytes, 7 native UTF-8 str)
     bits 2-3   compressor id (0 none, 1 zlib, 2 zstd, 3 lz4)
     bit 1      metadata present (tag versions, XFetch compute time and expiry)
     bit 0      reserved, 0
 
 Plain ``int`` values (not ``bool``) with no metadata are stored as ASCII digits, so Redis
-``INCRBY`` and memcached ``incr`` work on them atomically. Because the compressor id is in
-the header, entries written before ``COMPRESS_MIN_BYTES`` or ``COMPRESSOR`` changed still
-read back.
+``INCRBY`` and memcached ``incr`` work on them atomically. Plain ``str`` and ``bytes``
+(not subclasses such as Django's ``SafeString``, which keep their type through the
+serializer) are stored natively under ids 7 and 6 whatever the alias's serializer:
+decoding them runs no code, so they need neither pickle nor a signature, and the
+commonest cached values cost a UTF-8 decode instead of an HMAC check.
+
+Because the compressor id is in the header, entries written before ``COMPRESS_MIN_BYTES``
+or ``COMPRESSOR`` changed still read back.
 """
 
 from __future__ import annotations
@@ -25,11 +31,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .compression import Compressor, decompressor_for
-from .exceptions import CacheDecodeError
+from .exceptions import CacheConfigurationError, CacheDecodeError
 from .serializers.base import Serializer
 
 _MARK = 0x80
 _META = 0x02
+_SID_BYTES = 6 << 4
+_SID_STR = 7 << 4
+_PLAIN_STR = _MARK | _SID_STR  # header of an uncompressed str without metadata
 _META_LEN = struct.Struct(">I")
 _META_HEAD = struct.Struct(">ddH")
 _TAG_LEN = struct.Struct(">H")
@@ -89,6 +98,11 @@ class Codec:
         compressor: Compressor | None = None,
         compress_min_bytes: int | None = None,
     ) -> None:
+        if serializer.id in (6, 7):
+            raise CacheConfigurationError(
+                f"serializer ids 6 and 7 are reserved for native bytes/str; "
+                f"{type(serializer).__qualname__}.id must be 0-5"
+            )
         self.serializer = serializer
         self.compressor = compressor
         self.compress_min_bytes = compress_min_bytes if compressor is not None else None
@@ -96,10 +110,18 @@ class Codec:
 
     def encode(self, value: Any, meta: EntryMeta | None = None) -> bytes:
         """Encode for storage; raises CacheSerializationError for unencodable values."""
-        if meta is None and type(value) is int:
+        kind = type(value)
+        if kind is str:
+            data: bytes = value.encode("utf-8", "surrogatepass")
+            header = _MARK | _SID_STR
+        elif kind is bytes:
+            data = value
+            header = _MARK | _SID_BYTES
+        elif kind is int and meta is None:
             return b"%d" % value
-        data = self.serializer.dumps(value)
-        header = _MARK | self._sid
+        else:
+            data = self.serializer.dumps(value)
+            header = _MARK | self._sid
         limit = self.compress_min_bytes
         if limit is not None and len(data) >= limit:
             assert self.compressor is not None
@@ -112,6 +134,23 @@ class Codec:
         m = pack_meta(meta)
         return b"".join((bytes((header | _META,)), _META_LEN.pack(len(m)), m, data))
 
+    @staticmethod
+    def compress_encoded(data: bytes, compressor: Compressor) -> bytes:
+        """Compress an encoded entry's payload whatever ``COMPRESS_MIN_BYTES`` says.
+
+        For backends with a size limit (memcached's item size): the header records the
+        compressor, so any reader decodes the result. Raw integers, entries already
+        compressed, and payloads that do not shrink come back unchanged.
+        """
+        if not data or data[0] < _MARK or data[0] & 0x0C:
+            return data
+        header = data[0]
+        start = 5 + _META_LEN.unpack_from(data, 1)[0] if header & _META else 1
+        packed = compressor.compress(data[start:])
+        if len(packed) >= len(data) - start:
+            return data
+        return b"".join((bytes((header | compressor.id << 2,)), data[1:start], packed))
+
     def decode(self, data: bytes) -> Any:
         """Decode a stored entry, ignoring metadata (callers that need it use decode_entry)."""
         return self.decode_entry(data)[0]
@@ -121,6 +160,11 @@ class Codec:
         if not data:
             raise CacheDecodeError("empty payload")
         header = data[0]
+        if header == _PLAIN_STR:  # the commonest case, decoded without further ado
+            try:
+                return bytes(data[1:]).decode("utf-8", "surrogatepass"), None
+            except UnicodeDecodeError as exc:
+                raise CacheDecodeError(f"invalid UTF-8 in a str entry: {exc}") from exc
         if header < _MARK:
             try:
                 return int(data), None
@@ -128,7 +172,8 @@ class Codec:
                 raise CacheDecodeError(
                     "payload is neither an encoded entry nor an integer"
                 ) from None
-        if header & 0x70 != self._sid:
+        sid = header & 0x70
+        if sid != self._sid and sid != _SID_STR and sid != _SID_BYTES:
             raise CacheDecodeError(
                 f"entry was written by serializer id {(header >> 4) & 0x7}, this alias uses "
                 f"{self.serializer.name} (id {self.serializer.id})"
@@ -147,6 +192,13 @@ class Codec:
         cid = (header >> 2) & 0x3
         if cid:
             body = decompressor_for(cid).decompress(body)
+        if sid == _SID_STR:
+            try:
+                return body.decode("utf-8", "surrogatepass"), meta
+            except UnicodeDecodeError as exc:
+                raise CacheDecodeError(f"invalid UTF-8 in a str entry: {exc}") from exc
+        if sid == _SID_BYTES:
+            return body, meta
         return self.serializer.loads(body), meta
 
     @staticmethod

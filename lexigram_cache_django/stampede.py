@@ -150,13 +150,17 @@ class Job(NamedTuple):
 
 
 def _write_plan(
-    cache: LexigramCache, job: Job, delta: float, versions: list[int | None]
-) -> tuple[float | None, EntryMeta] | None:
+    cache: LexigramCache, job: Job, value: Any, delta: float, versions: list[int | None]
+) -> tuple[float | None, EntryMeta | None] | None:
     """Count a computation; the (ttl, meta) to store it with, or None if not to store."""
     cache._stats.computations += 1
     ttl = jittered(cache.ttl_seconds(job.timeout), job.opts.jitter)
     if ttl is not None and ttl <= 0:
         return None  # timeout <= 0: Django stores nothing, the caller still gets the value
+    if type(value) is int and not job.tag_keys:
+        # Stored raw, so incr()/decr() keep working on it (get_or_set(key, 0) then incr
+        # is Django's counter idiom); such a value gives up XFetch early refresh.
+        return ttl, None
     tags = cache.tagged_meta(job.tag_keys, versions).tags if job.tag_keys else ()
     return ttl, EntryMeta(tags, delta, 0.0 if ttl is None else time.time() + ttl)
 
@@ -167,7 +171,7 @@ def _compute_and_store(cache: LexigramCache, job: Job) -> Any:
     versions = cache._tag_versions(job.tag_keys, create=True) if job.tag_keys else []
     started = time.monotonic()
     value = job.compute()
-    plan = _write_plan(cache, job, time.monotonic() - started, versions)
+    plan = _write_plan(cache, job, value, time.monotonic() - started, versions)
     if plan is not None:
         cache._set_entry(job.key, value, *plan)
     return value
@@ -233,6 +237,7 @@ def _lead(cache: LexigramCache, job: Job) -> Any:
     deadline = time.monotonic() + job.opts.wait_timeout
     delay = _POLL_FIRST
     while True:
+        errors = cache._stats.errors
         if cache._lock_add(lock_key, token, job.opts.lock_timeout):
             try:
                 entry = cache._get_entry(job.key)  # written while we waited for the lock?
@@ -241,6 +246,8 @@ def _lead(cache: LexigramCache, job: Job) -> Any:
                 return _compute_and_store(cache, job)
             finally:
                 cache._lock_release(lock_key, token)
+        if cache._stats.errors != errors:  # the server failed (fail-open): nobody else
+            return _compute_and_store(cache, job)  # can be computing it for us
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             cache._stats.lock_timeouts += 1
@@ -300,7 +307,7 @@ async def _acompute_and_store(cache: LexigramCache, job: Job) -> Any:
     versions = await cache._atag_versions(job.tag_keys, create=True) if job.tag_keys else []
     started = time.monotonic()
     value = await _call(job.compute)
-    plan = _write_plan(cache, job, time.monotonic() - started, versions)
+    plan = _write_plan(cache, job, value, time.monotonic() - started, versions)
     if plan is not None:
         await cache._aset_entry(job.key, value, *plan)
     return value
@@ -370,6 +377,7 @@ async def _alead(cache: LexigramCache, job: Job) -> Any:
     deadline = time.monotonic() + job.opts.wait_timeout
     delay = _POLL_FIRST
     while True:
+        errors = cache._stats.errors
         if await cache._alock_add(lock_key, token, job.opts.lock_timeout):
             try:
                 entry = await cache._aget_entry(job.key)
@@ -378,6 +386,8 @@ async def _alead(cache: LexigramCache, job: Job) -> Any:
                 return await _acompute_and_store(cache, job)
             finally:
                 await cache._alock_release(lock_key, token)
+        if cache._stats.errors != errors:  # the server failed: compute, don't wait
+            return await _acompute_and_store(cache, job)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             cache._stats.lock_timeouts += 1

@@ -28,6 +28,9 @@ from django.db.models import Model
 #: whose tag record expires reads as stale, so this bounds how long tagged entries live.
 DEFAULT_TAG_TIMEOUT = 30 * 24 * 3600
 
+#: Recorded for a tag whose version could not be read: no record ever holds it.
+UNKNOWN_TAG_VERSION = -1
+
 _SAFE = re.compile(r"^[A-Za-z0-9_.:\-/@+=]{1,120}$")
 
 TagLike = str | type[Model] | Model | tuple[type[Model], Any]

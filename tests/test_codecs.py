@@ -65,7 +65,7 @@ def test_tampered_payload_is_rejected_without_unpickling() -> None:
 
 def test_unsigned_pickle_is_rejected_without_unpickling() -> None:
     c = codec()
-    header = c.encode("x")[:1]
+    header = c.encode(["x"])[:1]
     forged = header + b"\0" * DIGEST_SIZE + pickle.dumps(Exploit())
     with pytest.raises(CacheIntegrityError):
         c.decode(forged)
@@ -78,7 +78,7 @@ def test_unsigned_pickle_is_rejected_without_unpickling() -> None:
 def test_payload_shorter_than_a_signature_is_rejected() -> None:
     c = codec()
     with pytest.raises(CacheIntegrityError):
-        c.decode(c.encode("x")[:1] + b"abc")
+        c.decode(c.encode(["x"])[:1] + b"abc")
 
 
 def test_value_signed_with_a_fallback_key_still_reads() -> None:
@@ -138,7 +138,7 @@ def test_entry_from_another_serializer_is_refused() -> None:
 def test_invalid_json_is_a_decode_error() -> None:
     c = codec(SERIALIZER="orjson")
     with pytest.raises(CacheDecodeError):
-        c.decode(c.encode("x")[:1] + b"{not json")
+        c.decode(c.encode([1])[:1] + b"{not json")
 
 
 def test_unknown_serializer_is_a_configuration_error() -> None:
@@ -246,3 +246,52 @@ def test_metadata_round_trip() -> None:
     assert Codec.read_meta(data) == meta
     assert c.decode_entry(c.encode(5, meta)) == (5, meta)  # ints with metadata are encoded
     assert Codec.read_meta(c.encode("plain")) is None
+
+
+# -- native str and bytes ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pickle", "orjson", "msgpack"])
+@pytest.mark.parametrize(
+    "value", ["text", "", "snowman \u2603 and a lone surrogate \ud800", b"\x00\xff"]
+)
+def test_str_and_bytes_are_stored_natively(name: str, value: Any) -> None:
+    c = codec(SERIALIZER=name)
+    data = c.encode(value)
+    assert data[0] >> 4 & 0x7 in (6, 7)  # native ids, whatever the serializer
+    decoded = c.decode(data)
+    assert decoded == value
+    assert type(decoded) is type(value)
+    assert codec(SERIALIZER="pickle").decode(data) == value  # readable by any alias
+
+
+def test_native_str_needs_no_signature_but_bad_utf8_is_refused() -> None:
+    c = codec()
+    assert c.encode("abc") == b"\xf0abc"
+    with pytest.raises(CacheDecodeError, match="UTF-8"):
+        c.decode(b"\xf0\xff\xfe")
+
+
+def test_str_subclasses_keep_their_type() -> None:
+    from django.utils.safestring import SafeString, mark_safe
+
+    c = codec()
+    decoded = c.decode(c.encode(mark_safe("<b>bold</b>")))
+    assert isinstance(decoded, SafeString)
+
+
+def test_native_str_compresses_and_carries_metadata() -> None:
+    c = codec(COMPRESS_MIN_BYTES=100)
+    text = "repeated text " * 200
+    meta = EntryMeta(tags=(("t", 5),))
+    data = c.encode(text, meta)
+    assert _compressor_id(data) == 1
+    assert c.decode_entry(data) == (text, meta)
+
+
+def test_reserved_serializer_ids_are_refused() -> None:
+    class Clash(SignedPickleSerializer):
+        id = 7
+
+    with pytest.raises(CacheConfigurationError, match="reserved"):
+        Codec(Clash())

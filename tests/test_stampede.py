@@ -333,3 +333,25 @@ def test_jitter_leaves_no_expiry_and_zero_jitter_alone() -> None:
     assert stampede.jittered(100, 0.0) == 100
     assert stampede.jittered(0, 0.5) == 0
     assert {50 <= stampede.jittered(100, 0.5) <= 150 for _ in range(100)} == {True}  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("backend_kind", NETWORKED, indirect=True)
+def test_a_dead_server_computes_at_once_instead_of_waiting(
+    backend_kind: str, request: pytest.FixtureRequest
+) -> None:
+    from tests.conftest import build_backend
+    from tests.servers import free_port
+
+    config = backend_config(backend_kind, request)
+    config["LOCATION"] = (
+        f"redis://127.0.0.1:{free_port()}"
+        if backend_kind == "redis"
+        else f"127.0.0.1:{free_port()}"
+    )
+    cache = build_backend(config)  # nothing listens there: every call fails open
+    compute = Counter(seconds=0.0)
+    assert cache.get_or_set("k", compute, 60, wait_timeout=30) == "computed"
+    stats = cache.stats()
+    assert compute.calls == 1
+    assert stats["errors"] >= 1
+    assert stats["lock_timeouts"] == 0  # did not poll a dead server until wait_timeout

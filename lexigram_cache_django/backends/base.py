@@ -30,7 +30,13 @@ from ..locks import CacheLock
 from ..metrics import CacheStats, stats_for
 from ..serializers import DEFAULT_SERIALIZER, make_serializer
 from ..stampede import StampedeOptions
-from ..tags import DEFAULT_TAG_TIMEOUT, TagLike, tag_names, tag_record_key
+from ..tags import (
+    DEFAULT_TAG_TIMEOUT,
+    UNKNOWN_TAG_VERSION,
+    TagLike,
+    tag_names,
+    tag_record_key,
+)
 
 logger = logging.getLogger("lexigram_cache_django")
 
@@ -48,14 +54,14 @@ def mask_location(location: Any) -> str:
     if "://" not in text:
         return text
     parts = urlsplit(text)
+    query = re.sub(r"(password=)[^&]*", r"\1***", parts.query)
     if parts.password is None and not (parts.username and "@" in parts.netloc):
-        return text
+        return urlunsplit(parts._replace(query=query)) if query != parts.query else text
     host = parts.hostname or ""
     if parts.port:
         host = f"{host}:{parts.port}"
     user = parts.username or ""
     netloc = f"{user}:***@{host}" if parts.password is not None else f"***@{host}"
-    query = re.sub(r"(password=)[^&]*", r"\1***", parts.query)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -286,8 +292,17 @@ class LexigramCache(BaseCache):
         return tuple(self.make_key(tag_record_key(name)) for name in tag_names(tags))
 
     def tagged_meta(self, tag_keys: Sequence[str], versions: Sequence[int | None]) -> EntryMeta:
-        """Metadata recording the tag versions seen before the value was computed."""
-        return EntryMeta(tags=tuple((k, int(v)) for k, v in zip(tag_keys, versions) if v))
+        """Metadata recording the tag versions seen before the value was computed.
+
+        A version that could not be read (None: the server failed) is recorded as -1,
+        which no tag record ever holds: the entry reads as stale, never as untagged.
+        """
+        return EntryMeta(
+            tags=tuple(
+                (k, UNKNOWN_TAG_VERSION if v is None else int(v))
+                for k, v in zip(tag_keys, versions)
+            )
+        )
 
     def invalidate_tags(self, *tags: TagLike | Iterable[TagLike]) -> None:
         """Make every entry written under any of ``tags`` read as a miss, in O(1) per tag."""

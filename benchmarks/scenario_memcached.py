@@ -1,0 +1,254 @@
+"""memcached: lexigram MemcachedCache vs raw pymemcache and Django's PyMemcacheCache.
+
+One throw-away memcached on a free loopback port, pinned to the benchmark's CPU, serves
+every candidate in the same run (each under its own key prefix). Sync ops are divided by
+the raw client doing the bare command: a pymemcache ``Client`` with exactly our settings,
+storing and returning plain bytes (no codec). Async ops are divided by Django's
+``PyMemcacheCache``, whose ``a*`` methods are ``sync_to_async`` wrappers: that is what the
+issue's goal compares. Both of our async paths are measured: emcache on the loop (the
+default with one server) and ``ASYNC_CLIENT="thread"`` (worker threads), plus raw emcache
+for reference.
+
+``pymemcache+codec`` (batch ops) is the raw client plus our codec's per-value work and
+nothing else: the floor for anything storing this codec's payloads. The default codec is
+signed pickle (about 1.5 us per value each way); to see the backend with a cheaper one, set
+``LEXIGRAM_BENCH_MEMCACHED_SERIALIZER=orjson`` (or ``msgpack``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.harness import Case, Context, Op, Result
+from benchmarks.servers import start_memcached
+
+DESCRIPTION = (
+    "MemcachedCache vs raw pymemcache / Django PyMemcacheCache (goals vs raw: >=0.85x "
+    "get/set/incr/delete/get_many/set_many; aget >=3x PyMemcacheCache.aget)"
+)
+
+OURS = "MemcachedCache"
+OURS_THREAD = "MemcachedCache[thread]"
+RAW = "pymemcache"
+FLOOR = "pymemcache+codec"
+DJANGO = "PyMemcacheCache"
+RAW_ASYNC = "emcache"
+OURS_BACKEND = "lexigram_cache_django.backends.memcached.MemcachedCache"
+DJANGO_BACKEND = "django.core.cache.backends.memcached.PyMemcacheCache"
+TIMEOUT = 300
+SERIALIZER_ENV = "LEXIGRAM_BENCH_MEMCACHED_SERIALIZER"
+
+POOL = 1000
+BATCH = 100
+HIT_KEYS = [f"bench:hit:{i:04d}" for i in range(POOL)]
+HIT_VALUES = {k: f"value-{i:04d}" for i, k in enumerate(HIT_KEYS)}
+SET_KEYS = [f"bench:set:{i:04d}" for i in range(POOL)]
+ASET_KEYS = [f"bench:aset:{i:04d}" for i in range(POOL)]
+DEL_KEYS = [f"bench:del:{i:04d}" for i in range(POOL)]
+STR_100 = "s" * 100
+GET_MANY_GROUPS = [HIT_KEYS[i : i + BATCH] for i in range(0, POOL, BATCH)]
+SET_MANY_GROUPS = [
+    {f"bench:set-many:{i + j:04d}": f"v{j}" for j in range(BATCH)} for i in range(0, POOL, BATCH)
+]
+COUNTER_KEY = "bench:counter"
+
+SYNC_GOAL = {OURS: (">=", 0.85)}
+AGET_GOAL = {OURS: (">=", 3.0)}
+
+
+def _cycle(items: list[Any]) -> Callable[[], Any]:
+    return itertools.cycle(items).__next__
+
+
+def _raw(keys: list[str]) -> list[str]:
+    return [f"raw:{k}" for k in keys]
+
+
+class Raw:
+    """The bare commands: pymemcache (sync), emcache (async), keys under ``raw:``."""
+
+    def __init__(self, sync: Any, asyn: Any, codec: Any) -> None:
+        self.sync = sync
+        self.asyn = asyn
+        self.codec = codec
+
+    def op_get_hit(self) -> Op:
+        get, nxt = self.sync.get, _cycle(_raw(HIT_KEYS))
+        return lambda: get(nxt())
+
+    def op_set(self) -> Op:
+        set_, nxt, value = self.sync.set, _cycle(_raw(SET_KEYS)), STR_100.encode()
+        return lambda: set_(nxt(), value, TIMEOUT, noreply=False)
+
+    def op_incr(self) -> Op:
+        incr, key = self.sync.incr, f"raw:{COUNTER_KEY}"
+        return lambda: incr(key, 1, noreply=False)
+
+    def op_delete(self) -> Op:
+        delete, nxt = self.sync.delete, _cycle(_raw(DEL_KEYS))
+        return lambda: delete(nxt(), noreply=False)
+
+    def op_get_many(self) -> Op:
+        get_many, nxt = self.sync.get_many, _cycle([_raw(g) for g in GET_MANY_GROUPS])
+        return lambda: get_many(nxt())
+
+    def op_set_many(self) -> Op:
+        groups = [{f"raw:{k}": v.encode() for k, v in g.items()} for g in SET_MANY_GROUPS]
+        set_many, nxt = self.sync.set_many, _cycle(groups)
+        return lambda: set_many(nxt(), TIMEOUT, noreply=False)
+
+    def op_aget(self) -> Op:
+        aget, nxt = self.asyn.get, _cycle([k.encode() for k in _raw(HIT_KEYS)])
+        return lambda: aget(nxt())
+
+    def op_aset(self) -> Op:
+        aset, nxt, value = self.asyn.set, _cycle([k.encode() for k in _raw(ASET_KEYS)]), b"s" * 100
+        return lambda: aset(nxt(), value, exptime=TIMEOUT)
+
+    def op_aget_many(self) -> Op:
+        groups = [[k.encode() for k in _raw(g)] for g in GET_MANY_GROUPS]
+        aget_many, nxt = self.asyn.get_many, _cycle(groups)
+        return lambda: aget_many(nxt())
+
+    # The floor: bare commands on keys holding our payloads, plus only the codec's work.
+
+    def op_floor_get_many(self) -> Op:
+        get_many, decode = self.sync.get_many, self.codec.decode_entry
+        groups = [[f"floor:{k}" for k in g] for g in GET_MANY_GROUPS]
+        nxt = _cycle(groups)
+        return lambda: {k: decode(v)[0] for k, v in get_many(nxt()).items()}
+
+    def op_floor_set_many(self) -> Op:
+        set_many, encode, nxt = self.sync.set_many, self.codec.encode, _cycle(SET_MANY_GROUPS)
+        return lambda: set_many(
+            {f"floor:{k}": encode(v) for k, v in nxt().items()}, TIMEOUT, noreply=False
+        )
+
+
+# Op factories for the Django-API candidates: bound methods, one key iterator per cache.
+
+
+def op_get_hit(cache: Any) -> Op:
+    get, nxt = cache.get, _cycle(HIT_KEYS)
+    return lambda: get(nxt())
+
+
+def op_set(cache: Any) -> Op:
+    set_, nxt = cache.set, _cycle(SET_KEYS)
+    return lambda: set_(nxt(), STR_100)
+
+
+def op_incr(cache: Any) -> Op:
+    incr = cache.incr
+    return lambda: incr(COUNTER_KEY)
+
+
+def op_delete(cache: Any) -> Op:
+    delete, nxt = cache.delete, _cycle(DEL_KEYS)
+    return lambda: delete(nxt())
+
+
+def op_get_many(cache: Any) -> Op:
+    get_many, nxt = cache.get_many, _cycle(GET_MANY_GROUPS)
+    return lambda: get_many(nxt())
+
+
+def op_set_many(cache: Any) -> Op:
+    set_many, nxt = cache.set_many, _cycle(SET_MANY_GROUPS)
+    return lambda: set_many(nxt())
+
+
+def op_aget(cache: Any) -> Op:
+    aget, nxt = cache.aget, _cycle(HIT_KEYS)
+    return lambda: aget(nxt())
+
+
+def op_aset(cache: Any) -> Op:
+    aset, nxt = cache.aset, _cycle(ASET_KEYS)
+    return lambda: aset(nxt(), STR_100)
+
+
+def op_aget_many(cache: Any) -> Op:
+    aget_many, nxt = cache.aget_many, _cycle(GET_MANY_GROUPS)
+    return lambda: aget_many(nxt())
+
+
+def run(ctx: Context) -> list[Result]:
+    try:
+        import pymemcache  # noqa: F401
+    except ImportError:
+        ctx.skip("pymemcache is not installed (pip install 'lexigram-cache-django[memcached]')")
+    try:
+        import emcache
+    except ImportError:
+        emcache = None
+    location = start_memcached(ctx)
+    host, port = location.rsplit(":", 1)
+    ctx.log(f"memcached on {location}; emcache {'installed' if emcache else 'missing'}")
+
+    from lexigram_cache_django.backends.memcached import aclose_emcache_clients
+
+    options = {"SERIALIZER": os.environ.get(SERIALIZER_ENV, "pickle")}
+    ctx.log(f"our codec: {options['SERIALIZER']}")
+    ours = ctx.make_cache(
+        OURS_BACKEND, location, TIMEOUT=TIMEOUT, KEY_PREFIX="ours", OPTIONS=options
+    )
+    ctx.add_cleanup(lambda: ctx.run_async(aclose_emcache_clients()))
+    thread = ctx.make_cache(
+        OURS_BACKEND,
+        location,
+        TIMEOUT=TIMEOUT,
+        KEY_PREFIX="ours",
+        OPTIONS={**options, "ASYNC_CLIENT": "thread"},
+    )
+    django = ctx.make_cache(DJANGO_BACKEND, location, TIMEOUT=TIMEOUT, KEY_PREFIX="dj")
+    sync_raw = ours._make_client()  # a pymemcache Client with exactly our settings
+    ctx.add_cleanup(sync_raw.close)
+    async_raw = None
+    if emcache is not None:
+        address = emcache.MemcachedHostAddress(host, int(port))
+        async_raw = ctx.run_async(emcache.create_client([address], timeout=1.0))
+        ctx.run_async(async_raw.get(b"warm-up"))  # connect now, while the loop runs
+        ctx.add_cleanup(lambda: ctx.run_async(async_raw.close()))
+    raw = Raw(sync_raw, async_raw, ours.codec)
+
+    for cache in (ours, django):
+        cache.set_many(HIT_VALUES, TIMEOUT)
+        cache.set(COUNTER_KEY, 0)
+    sync_raw.set_many({f"raw:{k}": v.encode() for k, v in HIT_VALUES.items()}, TIMEOUT)
+    sync_raw.set_many({f"floor:{k}": ours.codec.encode(v) for k, v in HIT_VALUES.items()})
+    sync_raw.set(f"raw:{COUNTER_KEY}", b"0", TIMEOUT)
+
+    def sync_case(
+        name: str, factory: Callable[[Any], Op], raw_op: Op, floor: Op | None = None
+    ) -> Case:
+        candidates = {RAW: raw_op}
+        if floor is not None:
+            candidates[FLOOR] = floor
+        candidates[OURS] = factory(ours)
+        candidates[DJANGO] = factory(django)
+        return Case(name=name, candidates=candidates, baseline=RAW, goals=SYNC_GOAL)
+
+    def async_case(
+        name: str, factory: Callable[[Any], Op], raw_op: Op | None, goals: dict[str, Any]
+    ) -> Case:
+        candidates = {DJANGO: factory(django), OURS: factory(ours), OURS_THREAD: factory(thread)}
+        if raw_op is not None:
+            candidates[RAW_ASYNC] = raw_op
+        return Case(name=name, candidates=candidates, baseline=DJANGO, goals=goals)
+
+    cases = [
+        sync_case("get hit (10B str)", op_get_hit, raw.op_get_hit()),
+        sync_case("set 100B str", op_set, raw.op_set()),
+        sync_case("incr", op_incr, raw.op_incr()),
+        sync_case("delete (absent key)", op_delete, raw.op_delete()),
+        sync_case(f"get_many({BATCH})", op_get_many, raw.op_get_many(), raw.op_floor_get_many()),
+        sync_case(f"set_many({BATCH})", op_set_many, raw.op_set_many(), raw.op_floor_set_many()),
+        async_case("aget hit (10B str)", op_aget, async_raw and raw.op_aget(), AGET_GOAL),
+        async_case("aset 100B str", op_aset, async_raw and raw.op_aset(), {}),
+        async_case(f"aget_many({BATCH})", op_aget_many, async_raw and raw.op_aget_many(), {}),
+    ]
+    return ctx.measure_all(cases)
