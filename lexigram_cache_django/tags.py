@@ -90,3 +90,50 @@ def new_version() -> int:
 def _label(model: type[Model]) -> str:
     concrete = model._meta.concrete_model or model
     return concrete._meta.label_lower
+
+
+class TagHints:
+    """Which tag records each key's entry carried when this process last saw it.
+
+    A tagged read must compare the entry's recorded versions with the current ones, but
+    the entry's tags are only known once it has been read. With a hint, a networked
+    backend fetches the value and those tag records together (one ``MGET`` or
+    ``get_many``). A hint is learned when this process writes or reads the key; a missing
+    or outdated hint only costs a second round trip, never a wrong answer. Bounded: the
+    map is emptied when it reaches ``limit`` keys.
+    """
+
+    __slots__ = ("_limit", "_map")
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self._map: dict[str, tuple[str, ...]] = {}
+        self._limit = limit
+
+    def get(self, key: str) -> tuple[str, ...]:
+        return self._map.get(key, ())
+
+    def union(self, keys: Iterable[str]) -> list[str]:
+        """The hinted tag records of several keys, each once."""
+        hints = self._map
+        return list(dict.fromkeys(name for key in keys for name in hints.get(key, ())))
+
+    def learn(self, key: str, tag_keys: tuple[str, ...]) -> None:
+        hints = self._map
+        if not tag_keys:
+            if key in hints:
+                del hints[key]
+        elif hints.get(key) != tag_keys:
+            if len(hints) >= self._limit:
+                hints.clear()
+            hints[key] = tag_keys
+
+
+_hints: dict[str, TagHints] = {}
+
+
+def hints_for(identity: str) -> TagHints:
+    """The shared hints of an alias identity (every thread's backend object of it)."""
+    hints = _hints.get(identity)
+    if hints is None:
+        hints = _hints.setdefault(identity, TagHints())
+    return hints

@@ -110,6 +110,21 @@ def test_a_tag_record_deleted_behind_the_caches_back_makes_its_entries_miss(
     assert any_cache.get("a") == 1
 
 
+def test_an_outdated_tag_hint_never_serves_a_stale_entry(any_cache: LexigramCache) -> None:
+    """Another process rewrote the key under other tags: this process's hint is wrong."""
+    any_cache.set("k", 1, tags=["a"])
+    any_cache.set("k", 2, tags=["b"])
+    made = any_cache.make_and_validate_key("k")
+    any_cache._tag_hints.learn(made, any_cache.tag_keys("a"))  # still believes "a"
+    any_cache.invalidate_tags("b")
+    assert any_cache.get("k") is None
+    assert any_cache.get_many(["k"]) == {}
+    any_cache.set("k", 3, tags=["b"])
+    any_cache._tag_hints.learn(made, any_cache.tag_keys("a"))
+    assert any_cache.get("k") == 3
+    assert any_cache.get_or_set("k", lambda: 4, 60) == 3
+
+
 def test_add_and_get_or_set_with_tags(any_cache: LexigramCache) -> None:
     assert any_cache.add("k", "first", tags=["pets"])
     assert not any_cache.add("k", "second", tags=["pets"])

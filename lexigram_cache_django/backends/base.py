@@ -33,7 +33,9 @@ from ..stampede import StampedeOptions
 from ..tags import (
     DEFAULT_TAG_TIMEOUT,
     UNKNOWN_TAG_VERSION,
+    TagHints,
     TagLike,
+    hints_for,
     tag_names,
     tag_record_key,
 )
@@ -83,6 +85,7 @@ class LexigramCache(BaseCache):
         self.fail_silently: bool = bool(self._options.get("FAIL_SILENTLY", True))
         self._key_memo: dict[tuple[Any, Any], str] = {}
         self._stats: CacheStats = stats_for(self.identity)
+        self._tag_hints: TagHints = hints_for(self.identity)
         self._codec_instance: Codec | None = None
 
     # -- identity ------------------------------------------------------------------
@@ -303,6 +306,13 @@ class LexigramCache(BaseCache):
                 for k, v in zip(tag_keys, versions)
             )
         )
+
+    def _learn_tags(self, keys: Iterable[str], meta: EntryMeta | None) -> None:
+        """Remember the tag records written with ``keys`` (see :class:`~..tags.TagHints`)."""
+        names = tuple(name for name, _ in meta.tags) if meta is not None else ()
+        learn = self._tag_hints.learn
+        for key in keys:
+            learn(key, names)
 
     def invalidate_tags(self, *tags: TagLike | Iterable[TagLike]) -> None:
         """Make every entry written under any of ``tags`` read as a miss, in O(1) per tag."""

@@ -504,18 +504,24 @@ class MemcachedCache(LexigramCache):
     ) -> tuple[dict[Any, Any], list[tuple[Any, EntryMeta]]]:
         """Values under the caller's keys, and the tagged ones to check (one loop: hot)."""
         decode = self.codec.decode_entry
+        learn = self._tag_hints.learn
         values: dict[Any, Any] = {}
         tagged: list[tuple[Any, EntryMeta]] = []
-        for key, data in found.items():
+        for key, original in key_map.items():
+            data = found.get(key)
+            if data is None:
+                continue
             try:
                 value, meta = decode(data)
             except CacheDecodeError as exc:
                 self.discard_undecodable(key, exc)
                 continue
-            original = key_map[key]
             values[original] = value
             if meta is not None and meta.tags:
                 tagged.append((original, meta))
+                learn(key, tuple(name for name, _ in meta.tags))
+            else:
+                learn(key, ())
         return values, tagged
 
     def _discard(self, key: str) -> None:
@@ -537,10 +543,6 @@ class MemcachedCache(LexigramCache):
         """Whether a tag moved on (or its record is gone) since the entry was written."""
         return any(_version(records.get(name)) != version for name, version in meta.tags)
 
-    @staticmethod
-    def _records_of(tagged: Iterable[tuple[Any, EntryMeta]]) -> list[str]:
-        return list(dict.fromkeys(name for _, meta in tagged for name, _ in meta.tags))
-
     def _drop_stale(
         self,
         values: dict[Any, Any],
@@ -551,6 +553,30 @@ class MemcachedCache(LexigramCache):
             if self._is_stale(meta, records):
                 del values[original]
                 self._stats.stale_by_tag += 1
+
+    def _read_hinted(self, keys: list[str]) -> tuple[dict[str, bytes], set[str]]:
+        """``keys`` and their hinted tag records in one ``get_many``; and which were hinted."""
+        hinted = self._tag_hints.union(keys)
+        if not hinted and len(keys) == 1:
+            data = self._get_raw(keys[0])
+            return ({} if data is None else {keys[0]: data}), set()
+        return self._get_many_raw(keys + hinted), set(hinted)
+
+    async def _aread_hinted(self, keys: list[str]) -> tuple[dict[str, bytes], set[str]]:
+        hinted = self._tag_hints.union(keys)
+        if not hinted and len(keys) == 1:
+            data = await self._aget_raw(keys[0])
+            return ({} if data is None else {keys[0]: data}), set()
+        return await self._aget_many_raw(keys + hinted), set(hinted)
+
+    @staticmethod
+    def _unfetched(tagged: Iterable[tuple[Any, EntryMeta]], hinted: set[str]) -> list[str]:
+        """Tag records the entries need that were not fetched with them."""
+        return [
+            name
+            for name in dict.fromkeys(n for _, meta in tagged for n, _ in meta.tags)
+            if name not in hinted
+        ]
 
     def _count(self, requested: int, found: int) -> None:
         self._stats.hits += found
@@ -637,6 +663,7 @@ class MemcachedCache(LexigramCache):
         key = self.make_and_validate_key(key, version)
         try:
             meta = self._meta_for_tags(tags) if tags is not None else None
+            self._learn_tags((key,), meta)
             self._set_raw(key, self._encode(value, meta), self.get_backend_timeout(timeout))
         except SERVER_ERRORS as exc:
             if not isinstance(exc, OSError):  # the server answered: drop the old value
@@ -657,6 +684,7 @@ class MemcachedCache(LexigramCache):
         key = self.make_and_validate_key(key, version)
         try:
             meta = self._meta_for_tags(tags) if tags is not None else None
+            self._learn_tags((key,), meta)
             added = self._add_unless_live(
                 key, self._encode(value, meta), self.get_backend_timeout(timeout)
             )
@@ -706,10 +734,13 @@ class MemcachedCache(LexigramCache):
         if not key_map:
             return {}
         try:
-            found = self._get_many_raw(list(key_map))
+            found, hinted = self._read_hinted(list(key_map))
             values, tagged = self._decode_found(found, key_map)
             if tagged:
-                self._drop_stale(values, tagged, self._get_many_raw(self._records_of(tagged)))
+                missing = self._unfetched(tagged, hinted)
+                if missing:
+                    found.update(self._get_many_raw(missing))
+                self._drop_stale(values, tagged, found)
         except SERVER_ERRORS as exc:
             return dict(self.backend_error("get_many", exc, {}))
         self._count(len(key_map), len(values))
@@ -726,6 +757,7 @@ class MemcachedCache(LexigramCache):
         try:
             meta = self._meta_for_tags(tags) if tags is not None else None
             originals, encoded, too_large = self._encode_many(data, version, meta)
+            self._learn_tags(encoded, meta)
             failed = self._set_many_raw(encoded, self.get_backend_timeout(timeout))
         except SERVER_ERRORS as exc:
             return list(self.backend_error("set_many", exc, list(data)))
@@ -803,6 +835,7 @@ class MemcachedCache(LexigramCache):
         key = self.make_and_validate_key(key, version)
         try:
             meta = await self._ameta_for_tags(tags) if tags is not None else None
+            self._learn_tags((key,), meta)
             await self._aset_raw(key, self._encode(value, meta), self.get_backend_timeout(timeout))
         except SERVER_ERRORS as exc:
             if not isinstance(exc, OSError):  # the server answered: drop the old value
@@ -826,6 +859,7 @@ class MemcachedCache(LexigramCache):
         key = self.make_and_validate_key(key, version)
         try:
             meta = await self._ameta_for_tags(tags) if tags is not None else None
+            self._learn_tags((key,), meta)
             added = await self._aadd_unless_live(
                 key, self._encode(value, meta), self.get_backend_timeout(timeout)
             )
@@ -877,12 +911,13 @@ class MemcachedCache(LexigramCache):
         if not key_map:
             return {}
         try:
-            found = await self._aget_many_raw(list(key_map))
+            found, hinted = await self._aread_hinted(list(key_map))
             values, tagged = self._decode_found(found, key_map)
             if tagged:
-                self._drop_stale(
-                    values, tagged, await self._aget_many_raw(self._records_of(tagged))
-                )
+                missing = self._unfetched(tagged, hinted)
+                if missing:
+                    found.update(await self._aget_many_raw(missing))
+                self._drop_stale(values, tagged, found)
         except SERVER_ERRORS as exc:
             return dict(self.backend_error("get_many", exc, {}))
         self._count(len(key_map), len(values))
@@ -899,6 +934,7 @@ class MemcachedCache(LexigramCache):
         try:
             meta = await self._ameta_for_tags(tags) if tags is not None else None
             originals, encoded, too_large = self._encode_many(data, version, meta)
+            self._learn_tags(encoded, meta)
             failed = await self._aset_many_raw(encoded, self.get_backend_timeout(timeout))
         except SERVER_ERRORS as exc:
             return list(self.backend_error("set_many", exc, list(data)))
@@ -924,11 +960,15 @@ class MemcachedCache(LexigramCache):
 
     def _get_entry(self, key: str) -> Entry | None:
         try:
-            data = self._get_raw(key)
+            found, hinted = self._read_hinted([key])
+            data = found.get(key)
             entry = None if data is None else self._decode(key, data)
             meta = None if entry is None else entry[1]
+            if entry is not None:
+                self._learn_tags((key,), meta)
             if meta is not None and meta.tags:
-                records = self._get_many_raw([name for name, _ in meta.tags])
+                missing = self._unfetched([(key, meta)], hinted)
+                records = {**found, **self._get_many_raw(missing)} if missing else found
                 if self._is_stale(meta, records):
                     self._stats.stale_by_tag += 1
                     entry = None
@@ -939,11 +979,15 @@ class MemcachedCache(LexigramCache):
 
     async def _aget_entry(self, key: str) -> Entry | None:
         try:
-            data = await self._aget_raw(key)
+            found, hinted = await self._aread_hinted([key])
+            data = found.get(key)
             entry = None if data is None else self._decode(key, data)
             meta = None if entry is None else entry[1]
+            if entry is not None:
+                self._learn_tags((key,), meta)
             if meta is not None and meta.tags:
-                records = await self._aget_many_raw([name for name, _ in meta.tags])
+                missing = self._unfetched([(key, meta)], hinted)
+                records = {**found, **await self._aget_many_raw(missing)} if missing else found
                 if self._is_stale(meta, records):
                     self._stats.stale_by_tag += 1
                     entry = None
@@ -953,6 +997,7 @@ class MemcachedCache(LexigramCache):
         return entry
 
     def _set_entry(self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None) -> None:
+        self._learn_tags((key,), meta)
         try:
             self._set_raw(key, self._encode(value, meta), self._exptime(ttl))
         except SERVER_ERRORS as exc:
@@ -963,6 +1008,7 @@ class MemcachedCache(LexigramCache):
     async def _aset_entry(
         self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None
     ) -> None:
+        self._learn_tags((key,), meta)
         try:
             await self._aset_raw(key, self._encode(value, meta), self._exptime(ttl))
         except SERVER_ERRORS as exc:

@@ -427,8 +427,14 @@ class RedisCache(LexigramCache):
             self.discard_undecodable(key, exc)
             return None
 
-    def _entry(self, key: str, data: bytes | None) -> Entry | None:
-        """A GET reply as a live entry, or None (missing, unreadable, stale by tag)."""
+    def _entry(
+        self, key: str, data: bytes | None, records: dict[str, int | None] | None = None
+    ) -> Entry | None:
+        """A GET reply as a live entry, or None (missing, unreadable, stale by tag).
+
+        ``records``: tag versions fetched with the value (from the key's hint); a tag not
+        among them costs one more MGET.
+        """
         if data is not None:
             try:
                 entry = self.codec.decode_entry(data)
@@ -436,13 +442,19 @@ class RedisCache(LexigramCache):
                 self.discard_undecodable(key, exc)
             else:
                 meta = entry[1]
-                if meta is None or not meta.tags or self._fresh({key: entry}):
+                if meta is None or not meta.tags:
+                    self._tag_hints.learn(key, ())
+                    self._stats.hits += 1
+                    return entry
+                if self._fresh({key: entry}, records):
                     self._stats.hits += 1
                     return entry
         self._stats.misses += 1
         return None
 
-    async def _aentry(self, key: str, data: bytes | None) -> Entry | None:
+    async def _aentry(
+        self, key: str, data: bytes | None, records: dict[str, int | None] | None = None
+    ) -> Entry | None:
         if data is not None:
             try:
                 entry = self.codec.decode_entry(data)
@@ -450,11 +462,42 @@ class RedisCache(LexigramCache):
                 self.discard_undecodable(key, exc)
             else:
                 meta = entry[1]
-                if meta is None or not meta.tags or await self._afresh({key: entry}):
+                if meta is None or not meta.tags:
+                    self._tag_hints.learn(key, ())
+                    self._stats.hits += 1
+                    return entry
+                if await self._afresh({key: entry}, records):
                     self._stats.hits += 1
                     return entry
         self._stats.misses += 1
         return None
+
+    def _read_hinted(self, keys: Sequence[str]) -> tuple[list[Any], dict[str, int | None] | None]:
+        """MGET of ``keys`` plus their hinted tag records, in one round trip.
+
+        Without hints this is a plain GET/MGET on a read replica; with them it reads the
+        primary (tag records are never read from a lagging replica).
+        """
+        hinted = self._tag_hints.union(keys)
+        if not hinted:
+            if len(keys) == 1:
+                return [_call(self._read_pool(), "GET", keys[0])], None
+            return list(_call(self._read_pool(), "MGET", *keys)), None
+        replies = _call(self._primary, "MGET", *keys, *hinted)
+        n = len(keys)
+        return replies[:n], dict(zip(hinted, map(_version, replies[n:])))
+
+    async def _aread_hinted(
+        self, keys: Sequence[str]
+    ) -> tuple[list[Any], dict[str, int | None] | None]:
+        hinted = self._tag_hints.union(keys)
+        if not hinted:
+            if len(keys) == 1:
+                return [await _acall(self._aread_pool(), "GET", keys[0])], None
+            return list(await _acall(self._aread_pool(), "MGET", *keys)), None
+        replies = await _acall(self._aprimary(), "MGET", *keys, *hinted)
+        n = len(keys)
+        return replies[:n], dict(zip(hinted, map(_version, replies[n:])))
 
     def _decode_many(
         self, made: Mapping[str, Any], replies: Sequence[Any]
@@ -493,17 +536,38 @@ class RedisCache(LexigramCache):
                 del entries[key]
                 self._stats.stale_by_tag += 1
 
-    def _fresh(self, entries: dict[str, Entry]) -> bool:
-        """Drop entries whose tags moved on (one MGET of the records); True if any remain."""
-        tag_keys = _tag_keys_of(meta for _, meta in entries.values())
-        if tag_keys:
-            self._drop_stale(entries, self._tag_records(tag_keys))
+    def _records_to_fetch(
+        self, entries: dict[str, Entry], records: dict[str, int | None]
+    ) -> list[str]:
+        """Learn each entry's tags as its key's hint; the tag records not yet in hand."""
+        learn = self._tag_hints.learn
+        for key, (_, meta) in entries.items():
+            learn(key, tuple(name for name, _ in meta.tags) if meta else ())
+        return [k for k in _tag_keys_of(m for _, m in entries.values()) if k not in records]
+
+    def _fresh(
+        self, entries: dict[str, Entry], records: dict[str, int | None] | None = None
+    ) -> bool:
+        """Drop entries whose tags moved on; True if any remain.
+
+        Tag records not in ``records`` (fetched with the values, from the hints) cost one
+        more MGET.
+        """
+        records = {} if records is None else records
+        missing = self._records_to_fetch(entries, records)
+        if missing:
+            records.update(self._tag_records(missing))
+        self._drop_stale(entries, records)
         return bool(entries)
 
-    async def _afresh(self, entries: dict[str, Entry]) -> bool:
-        tag_keys = _tag_keys_of(meta for _, meta in entries.values())
-        if tag_keys:
-            self._drop_stale(entries, await self._atag_records(tag_keys))
+    async def _afresh(
+        self, entries: dict[str, Entry], records: dict[str, int | None] | None = None
+    ) -> bool:
+        records = {} if records is None else records
+        missing = self._records_to_fetch(entries, records)
+        if missing:
+            records.update(await self._atag_records(missing))
+        self._drop_stale(entries, records)
         return bool(entries)
 
     def _tag_records(self, tag_keys: Sequence[str]) -> dict[str, int | None]:
@@ -676,7 +740,8 @@ class RedisCache(LexigramCache):
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         key = self.make_and_validate_key(key, version)
         try:
-            entry = self._entry(key, _call(self._read_pool(), "GET", key))
+            (data,), records = self._read_hinted((key,))
+            entry = self._entry(key, data, records)
         except SERVER_ERRORS as exc:
             return self.backend_error("get", exc, default)
         return default if entry is None else entry[0]
@@ -696,7 +761,9 @@ class RedisCache(LexigramCache):
         only if present (django-redis's flags); ``tags``: see :mod:`~..tags`."""
         key = self.make_and_validate_key(key, version)
         try:
-            data = self.codec.encode(value, self._meta_for(tags))
+            meta = self._meta_for(tags)
+            self._learn_tags((key,), meta)
+            data = self.codec.encode(value, meta)
             px = self._px(timeout)
             stored = self._add_unless_live(key, data, px) if nx else self._set_px(key, data, px, xx)
         except SERVER_ERRORS as exc:
@@ -715,7 +782,9 @@ class RedisCache(LexigramCache):
     ) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            data = self.codec.encode(value, self._meta_for(tags))
+            meta = self._meta_for(tags)
+            self._learn_tags((key,), meta)
+            data = self.codec.encode(value, meta)
             added = self._add_unless_live(key, data, self._px(timeout))
         except SERVER_ERRORS as exc:
             result: bool = self.backend_error("add", exc, False)
@@ -784,9 +853,10 @@ class RedisCache(LexigramCache):
         if not made:
             return {}
         try:
-            found, tagged = self._decode_many(made, _call(self._read_pool(), "MGET", *made))
+            replies, records = self._read_hinted(list(made))
+            found, tagged = self._decode_many(made, replies)
             if tagged:
-                self._fresh(tagged)
+                self._fresh(tagged, records)
         except SERVER_ERRORS as exc:
             result: dict[Any, Any] = self.backend_error("get_many", exc, {})
             return result
@@ -808,6 +878,7 @@ class RedisCache(LexigramCache):
             meta = self._meta_for(tags)
             encode, make_key = self.codec.encode, self.make_and_validate_key
             items = [(make_key(k, version), encode(v, meta)) for k, v in data.items()]
+            self._learn_tags((k for k, _ in items), meta)
             errors = self._set_many_px(items, self._px(timeout))
         except SERVER_ERRORS as exc:
             result: list[Any] = self.backend_error("set_many", exc, originals)
@@ -842,7 +913,8 @@ class RedisCache(LexigramCache):
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         key = self.make_and_validate_key(key, version)
         try:
-            entry = await self._aentry(key, await _acall(self._aread_pool(), "GET", key))
+            (data,), records = await self._aread_hinted((key,))
+            entry = await self._aentry(key, data, records)
         except SERVER_ERRORS as exc:
             return self.backend_error("get", exc, default)
         return default if entry is None else entry[0]
@@ -860,7 +932,9 @@ class RedisCache(LexigramCache):
     ) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            data = self.codec.encode(value, await self._ameta_for(tags))
+            meta = await self._ameta_for(tags)
+            self._learn_tags((key,), meta)
+            data = self.codec.encode(value, meta)
             px = self._px(timeout)
             if nx:
                 stored = await self._aadd_unless_live(key, data, px)
@@ -882,7 +956,9 @@ class RedisCache(LexigramCache):
     ) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            data = self.codec.encode(value, await self._ameta_for(tags))
+            meta = await self._ameta_for(tags)
+            self._learn_tags((key,), meta)
+            data = self.codec.encode(value, meta)
             added = await self._aadd_unless_live(key, data, self._px(timeout))
         except SERVER_ERRORS as exc:
             result: bool = self.backend_error("add", exc, False)
@@ -949,10 +1025,10 @@ class RedisCache(LexigramCache):
         if not made:
             return {}
         try:
-            replies = await _acall(self._aread_pool(), "MGET", *made)
+            replies, records = await self._aread_hinted(list(made))
             found, tagged = self._decode_many(made, replies)
             if tagged:
-                await self._afresh(tagged)
+                await self._afresh(tagged, records)
         except SERVER_ERRORS as exc:
             result: dict[Any, Any] = self.backend_error("get_many", exc, {})
             return result
@@ -973,6 +1049,7 @@ class RedisCache(LexigramCache):
             meta = await self._ameta_for(tags)
             encode, make_key = self.codec.encode, self.make_and_validate_key
             items = [(make_key(k, version), encode(v, meta)) for k, v in data.items()]
+            self._learn_tags((k for k, _ in items), meta)
             errors = await self._aset_many_px(items, self._px(timeout))
         except SERVER_ERRORS as exc:
             result: list[Any] = self.backend_error("set_many", exc, originals)
@@ -1219,11 +1296,13 @@ class RedisCache(LexigramCache):
 
     def _get_entry(self, key: str) -> Entry | None:
         try:
-            return self._entry(key, self._get_raw(key))
+            (data,), records = self._read_hinted((key,))
+            return self._entry(key, data, records)
         except SERVER_ERRORS as exc:
             return self.backend_error("get", exc, None)  # type: ignore[no-any-return]
 
     def _set_entry(self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None) -> None:
+        self._learn_tags((key,), meta)
         data = self.codec.encode(value, meta)
         try:
             self._counted(self._set_raw(key, data, ttl))
@@ -1277,13 +1356,15 @@ class RedisCache(LexigramCache):
 
     async def _aget_entry(self, key: str) -> Entry | None:
         try:
-            return await self._aentry(key, await self._aget_raw(key))
+            (data,), records = await self._aread_hinted((key,))
+            return await self._aentry(key, data, records)
         except SERVER_ERRORS as exc:
             return self.backend_error("get", exc, None)  # type: ignore[no-any-return]
 
     async def _aset_entry(
         self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None
     ) -> None:
+        self._learn_tags((key,), meta)
         data = self.codec.encode(value, meta)
         try:
             self._counted(await self._aset_raw(key, data, ttl))
