@@ -60,6 +60,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Per-request memo for @cache_in_request functions, dropped when the request ends.
+    "lexigram_cache_django.request_cache.RequestCacheMiddleware",
 ]
 
 ROOT_URLCONF = "example_project.urls"
@@ -97,8 +99,12 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "").strip() or None
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
 CELERY_TASK_EAGER_PROPAGATES = True
 
-# Settings for lexigram_cache_django itself; empty means "use the library's defaults".
-LEXIGRAM_CACHE: dict[str, object] = {}
+# Settings for lexigram_cache_django itself (docs/settings.md). A change to a row of these
+# models invalidates, after the commit, every cached page, fragment and function result
+# tagged with the model or the row, in every lexigram cache alias.
+LEXIGRAM_CACHE: dict[str, object] = {
+    "INVALIDATE_MODELS": ["petclinic.Owner", "petclinic.Pet", "petclinic.Vaccine"],
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

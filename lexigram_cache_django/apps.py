@@ -9,3 +9,9 @@ class LexigramCacheConfig(AppConfig):
     name = "lexigram_cache_django"
     verbose_name = "Lexigram cache"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Model-signal invalidation: INVALIDATE_MODELS plus models registered in code.
+        from . import invalidation
+
+        invalidation.connect()

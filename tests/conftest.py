@@ -7,10 +7,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.core.cache import caches
 from django.utils.module_loading import import_string
 
 from lexigram_cache_django.backends.base import LexigramCache
 from tests.servers import Server, start_memcached, start_redis
+
+
+@pytest.fixture(autouse=True)
+def _clear_configured_caches() -> None:
+    """Empty the CACHES aliases before each test: a test's rows are rolled back without
+    invalidating anything, so pages and results it cached must not reach the next test."""
+    for alias in settings.CACHES:
+        caches[alias].clear()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 SECRET_KEY = "tests-secret-key-not-for-production"
 SECRET_KEY_FALLBACKS: list[str] = []
 DEBUG = False
@@ -26,6 +29,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "lexigram_cache_django.request_cache.RequestCacheMiddleware",
 ]
 
 ROOT_URLCONF = "example_project.urls"
@@ -45,7 +49,15 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": ":memory:",
+        # A file, not SQLite's in-memory database: the tests of readers racing a committing
+        # writer use a connection per thread, and must see each other's commits.
+        "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"lexigram-tests-{os.getpid()}.db")},
+    }
+}
 
 CACHES = {
     "default": {
@@ -58,4 +70,6 @@ STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
-LEXIGRAM_CACHE: dict[str, object] = {}
+LEXIGRAM_CACHE: dict[str, object] = {
+    "INVALIDATE_MODELS": ["petclinic.Owner", "petclinic.Pet", "petclinic.Vaccine"],
+}

@@ -1,9 +1,20 @@
-"""Owners, their pets and vaccines: enough relations (FK and M2M) to exercise a cache."""
+"""Owners, their pets and vaccines: enough relations (FK and M2M) to exercise a cache.
+
+The three models are registered for model-signal invalidation in settings
+(``LEXIGRAM_CACHE["INVALIDATE_MODELS"]``): any change to a row invalidates the model's tag
+and the row's tag after the commit. Their managers also invalidate on the queryset paths
+that send no signals (``update()``, ``bulk_create()``, ``bulk_update()``, ``delete()``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db import models
 from django.urls import reverse
+
+from lexigram_cache_django.invalidation import InvalidatingQuerySet
+from lexigram_cache_django.tags import TagLike
 
 
 class Owner(models.Model):
@@ -13,6 +24,8 @@ class Owner(models.Model):
     email = models.EmailField(unique=True)
     city = models.CharField(max_length=100)
     created = models.DateTimeField(auto_now_add=True)
+
+    objects = InvalidatingQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "pk"]
@@ -31,6 +44,8 @@ class Vaccine(models.Model):
     interval_months = models.PositiveSmallIntegerField(
         default=12, help_text="Months between booster shots."
     )
+
+    objects = InvalidatingQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -56,6 +71,8 @@ class Pet(models.Model):
     owner = models.ForeignKey(Owner, on_delete=models.CASCADE, related_name="pets")
     vaccines = models.ManyToManyField(Vaccine, related_name="pets", blank=True)
 
+    objects = InvalidatingQuerySet.as_manager()
+
     class Meta:
         ordering = ["name", "pk"]
 
@@ -64,3 +81,8 @@ class Pet(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("petclinic:pet-detail", args=[self.pk])
+
+    def cache_invalidation_tags(self) -> Iterable[TagLike]:
+        """A pet is shown on its owner's page: a change to the pet invalidates the owner's
+        row too (for a pet moved to another owner, both the old and the new owner)."""
+        return [(Owner, self.owner_id)]

@@ -1,7 +1,12 @@
-"""Plain function views: list and detail pages for owners and pets.
+"""Function views: list and detail pages for owners and pets, cached with tags.
 
-They are deliberately uncached; the footer of every page shows when it was rendered, so
-once caching is added it is visible whether a response came from the cache.
+The footer of every page shows when it was rendered, so it is visible whether a response
+came from the cache. Each cached page is tagged with what it shows; the models are
+registered for invalidation (settings), so saving a pet in the admin invalidates, after
+the commit, exactly the pages that showed it:
+
+* the pet's page (its row tag) and its owner's page (``Pet.cache_invalidation_tags``);
+* the two lists (model tags), and the home page's counts and "newest pets" fragment.
 """
 
 from __future__ import annotations
@@ -10,27 +15,49 @@ from django.db.models import Count, Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
+from lexigram_cache_django.decorators import cache_page, cached
+from lexigram_cache_django.request_cache import cache_in_request
+
 from .models import Owner, Pet, Vaccine
 
+PAGE_TIMEOUT = 300
 
-def index(request: HttpRequest) -> HttpResponse:
-    """Landing page linking to the lists, with counts so an empty database is obvious."""
-    context = {
+
+@cache_in_request  # asked twice in one request: the shared cache is read once
+@cached(timeout=PAGE_TIMEOUT, tags=[Owner, Pet, Vaccine])
+def clinic_counts() -> dict[str, int]:
+    """Row counts, recomputed only after one of the three tables changed."""
+    return {
         "owner_count": Owner.objects.count(),
         "pet_count": Pet.objects.count(),
         "vaccine_count": Vaccine.objects.count(),
     }
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    """Landing page (not cached as a whole) with cached counts and a cached fragment."""
+    context = {
+        **clinic_counts(),
+        # Lazy: only evaluated when the "newest pets" fragment is not in the cache.
+        "newest_pets": Pet.objects.select_related("owner").order_by("-pk")[:5],
+        "newest_pets_tags": [Pet, Owner],
+    }
     return render(request, "petclinic/index.html", context)
 
 
+@cache_page(PAGE_TIMEOUT, tags=[Owner, Pet])
 def owner_list(request: HttpRequest) -> HttpResponse:
-    """All owners with how many pets each has."""
+    """All owners with how many pets each has: changes with any owner or pet."""
     owners = Owner.objects.annotate(pet_count=Count("pets"))
     return render(request, "petclinic/owner_list.html", {"owners": owners})
 
 
+@cache_page(PAGE_TIMEOUT, tags=lambda request, pk: [(Owner, pk), Vaccine])
 def owner_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    """One owner and their pets, each with its vaccines."""
+    """One owner and their pets, each with its vaccines.
+
+    A change to one of the pets invalidates the owner's row tag (the pet's extra tag).
+    """
     pets = Pet.objects.prefetch_related("vaccines")
     owner = get_object_or_404(
         Owner.objects.prefetch_related(Prefetch("pets", queryset=pets)), pk=pk
@@ -38,13 +65,15 @@ def owner_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "petclinic/owner_detail.html", {"owner": owner})
 
 
+@cache_page(PAGE_TIMEOUT, tags=[Pet, Owner])
 def pet_list(request: HttpRequest) -> HttpResponse:
     """All pets with their owners."""
     pets = Pet.objects.select_related("owner")
     return render(request, "petclinic/pet_list.html", {"pets": pets})
 
 
+@cache_page(PAGE_TIMEOUT, tags=lambda request, pk: [(Pet, pk), Owner, Vaccine])
 def pet_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    """One pet with its owner and vaccines."""
+    """One pet with its owner and vaccines (owner and vaccine names: their model tags)."""
     pet = get_object_or_404(Pet.objects.select_related("owner").prefetch_related("vaccines"), pk=pk)
     return render(request, "petclinic/pet_detail.html", {"pet": pet})
