@@ -39,6 +39,9 @@ _META = 0x02
 _SID_BYTES = 6 << 4
 _SID_STR = 7 << 4
 _PLAIN_STR = _MARK | _SID_STR  # header of an uncompressed str without metadata
+#: First byte of a plain ``str`` entry (no compression, no metadata): batch readers may
+#: decode ``data[1:]`` as UTF-8 ("surrogatepass") without a call per value.
+PLAIN_STR_HEADER = _PLAIN_STR
 _META_LEN = struct.Struct(">I")
 _META_HEAD = struct.Struct(">ddH")
 _TAG_LEN = struct.Struct(">H")

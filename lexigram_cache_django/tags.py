@@ -115,6 +115,8 @@ class TagHints:
     def union(self, keys: Iterable[str]) -> list[str]:
         """The hinted tag records of several keys, each once."""
         hints = self._map
+        if not hints:  # no tagged key seen in this process: the common, cheap case
+            return []
         return list(dict.fromkeys(name for key in keys for name in hints.get(key, ())))
 
     def learn(self, key: str, tag_keys: tuple[str, ...]) -> None:

@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_debian_packages "redis-server:redis-server" "memcached:memcached" "taskset:util-linux"
-ensure_venv ".[all]" --group dev
+ensure_venv all --group dev
 exec .venv/bin/python -m benchmarks "$@"

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-ensure_venv ".[all]"
+ensure_venv all
 .venv/bin/python manage.py migrate --noinput
 .venv/bin/python manage.py load_sample_data
 echo "==> serving on http://127.0.0.1:8000/ (admin: /admin/, user admin / password admin)"

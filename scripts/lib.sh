@@ -32,8 +32,11 @@ ensure_debian_packages() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Create .venv if needed and install the project with the given extras / groups.
+# Create .venv if needed and install the project, editable, with extras $1 (e.g. "all")
+# and any further pip arguments (e.g. --group dev).
 ensure_venv() {
+    local extras=$1
+    shift
     local python
     python=$(find_python) || die "Python >= 3.11 not found (set PYTHON=/path/to/python3.11)"
     if [ ! -x .venv/bin/python ]; then
@@ -45,6 +48,6 @@ ensure_venv() {
         fi
     fi
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip>=25.1"
-    echo "==> pip install -e . $*"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e . "$@"
+    echo "==> pip install -e .[$extras] $*"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]" "$@"
 }

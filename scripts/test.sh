@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 set -e
 ensure_debian_packages "redis-server:redis-server" "memcached:memcached"
-ensure_venv ".[all]" --group dev
+ensure_venv all --group dev
 set +e
 
 PY=.venv/bin/python

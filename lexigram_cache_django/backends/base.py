@@ -152,6 +152,18 @@ class LexigramCache(BaseCache):
             memo[key, version] = final
         return final
 
+    def make_keys(self, keys: Iterable[Any], version: int | None = None) -> dict[str, Any]:
+        """``{final key: caller's key}`` for a batch; a memoized key is one dict lookup."""
+        memo = self._key_memo
+        made: dict[str, Any] = {}
+        for key in keys:
+            try:
+                final = memo[key, version]
+            except (KeyError, TypeError):
+                final = self.make_and_validate_key(key, version)
+            made[final] = key
+        return made
+
     def _make_and_validate_uncached(self, key: Any, version: int | None) -> str:
         final: str = self.make_key(key, version=version)
         self.validate_key(final)

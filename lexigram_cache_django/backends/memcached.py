@@ -41,7 +41,7 @@ from pymemcache.client.base import Client, normalize_server_spec
 from pymemcache.client.hash import HashClient
 from pymemcache.exceptions import MemcacheClientError, MemcacheError
 
-from ..codec import Codec, EntryMeta
+from ..codec import PLAIN_STR_HEADER, Codec, EntryMeta
 from ..compression import Compressor, make_compressor
 from ..exceptions import CacheConfigurationError, CacheDecodeError, CacheIncrError
 from ..tags import UNKNOWN_TAG_VERSION, TagLike, new_version
@@ -511,6 +511,13 @@ class MemcachedCache(LexigramCache):
             data = found.get(key)
             if data is None:
                 continue
+            if data[0] == PLAIN_STR_HEADER:  # the commonest value, without a call
+                try:
+                    values[original] = data[1:].decode("utf-8", "surrogatepass")
+                    learn(key, ())
+                    continue
+                except UnicodeDecodeError:
+                    pass  # decode_entry reports it
             try:
                 value, meta = decode(data)
             except CacheDecodeError as exc:
@@ -730,7 +737,7 @@ class MemcachedCache(LexigramCache):
         return self.incr(key, -delta, version)
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        key_map = {self.make_and_validate_key(key, version): key for key in keys}
+        key_map = self.make_keys(keys, version)
         if not key_map:
             return {}
         try:
@@ -907,7 +914,7 @@ class MemcachedCache(LexigramCache):
         return await self.aincr(key, -delta, version)
 
     async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        key_map = {self.make_and_validate_key(key, version): key for key in keys}
+        key_map = self.make_keys(keys, version)
         if not key_map:
             return {}
         try:

@@ -50,7 +50,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from ..codec import EntryMeta
+from ..codec import PLAIN_STR_HEADER, EntryMeta
 from ..exceptions import CacheConfigurationError, CacheDecodeError, CacheIncrError
 from ..tags import UNKNOWN_TAG_VERSION, TagLike, new_version
 from .base import LexigramCache, mask_location
@@ -509,6 +509,12 @@ class RedisCache(LexigramCache):
         for (key, original), data in zip(made.items(), replies):
             if data is None:
                 continue
+            if data[0] == PLAIN_STR_HEADER:  # the commonest value, without a call
+                try:
+                    found[original] = data[1:].decode("utf-8", "surrogatepass")
+                    continue
+                except UnicodeDecodeError:
+                    pass  # decode_entry reports it
             try:
                 value, meta = decode(data)
             except CacheDecodeError as exc:
@@ -848,8 +854,7 @@ class RedisCache(LexigramCache):
         return self.incr(key, -delta, version)
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        make_key = self.make_and_validate_key
-        made = {make_key(k, version): k for k in keys}
+        made = self.make_keys(keys, version)
         if not made:
             return {}
         try:
@@ -1020,8 +1025,7 @@ class RedisCache(LexigramCache):
         return await self.aincr(key, -delta, version)
 
     async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        make_key = self.make_and_validate_key
-        made = {make_key(k, version): k for k in keys}
+        made = self.make_keys(keys, version)
         if not made:
             return {}
         try:
