@@ -27,8 +27,7 @@ or ``COMPRESSOR`` changed still read back.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .compression import Compressor, decompressor_for
 from .exceptions import CacheConfigurationError, CacheDecodeError
@@ -44,12 +43,9 @@ _PLAIN_STR = _MARK | _SID_STR  # header of an uncompressed str without metadata
 PLAIN_STR_HEADER = _PLAIN_STR
 _META_LEN = struct.Struct(">I")
 _META_HEAD = struct.Struct(">ddH")
-_TAG_LEN = struct.Struct(">H")
-_TAG_VERSION = struct.Struct(">q")
 
 
-@dataclass(frozen=True, slots=True)
-class EntryMeta:
+class EntryMeta(NamedTuple):
     """What an entry knows about itself besides its value.
 
     ``tags``: ``(tag key, version)`` pairs seen when the entry was written; the entry is
@@ -63,31 +59,32 @@ class EntryMeta:
 
 
 def pack_meta(meta: EntryMeta) -> bytes:
-    parts = [_META_HEAD.pack(meta.delta, meta.expires, len(meta.tags))]
-    for name, version in meta.tags:
-        raw = name.encode()
-        parts.append(_TAG_LEN.pack(len(raw)))
-        parts.append(raw)
-        parts.append(_TAG_VERSION.pack(version))
-    return b"".join(parts)
+    """``delta, expires, tag count`` then ``key NUL version NUL key NUL version`` in UTF-8.
+
+    One decode and one split read the tags back, several times cheaper than a struct
+    call per field on the hot path of every tagged read. Tag keys cannot contain NUL.
+    """
+    head = _META_HEAD.pack(meta.delta, meta.expires, len(meta.tags))
+    if not meta.tags:
+        return head
+    for name, _ in meta.tags:
+        if "\0" in name:
+            raise ValueError(f"a tag key cannot contain NUL: {name!r}")
+    return head + "\0".join(f"{name}\0{version}" for name, version in meta.tags).encode()
 
 
 def unpack_meta(data: bytes | memoryview) -> EntryMeta:
     try:
         delta, expires, count = _META_HEAD.unpack_from(data, 0)
-        pos = _META_HEAD.size
-        tags = []
-        for _ in range(count):
-            (length,) = _TAG_LEN.unpack_from(data, pos)
-            pos += _TAG_LEN.size
-            name = bytes(data[pos : pos + length]).decode()
-            pos += length
-            (version,) = _TAG_VERSION.unpack_from(data, pos)
-            pos += _TAG_VERSION.size
-            tags.append((name, version))
-    except (struct.error, UnicodeDecodeError) as exc:
+        if not count:
+            return EntryMeta((), delta, expires)
+        parts = bytes(data[_META_HEAD.size :]).decode().split("\0")
+        tags = tuple(zip(parts[0::2], map(int, parts[1::2])))
+    except (struct.error, UnicodeDecodeError, ValueError) as exc:
         raise CacheDecodeError(f"corrupt entry metadata: {exc}") from exc
-    return EntryMeta(tuple(tags), delta, expires)
+    if len(tags) != count or len(parts) != 2 * count:
+        raise CacheDecodeError("corrupt entry metadata: tag count does not match")
+    return EntryMeta(tags, delta, expires)
 
 
 class Codec:

@@ -109,6 +109,9 @@ class TagHints:
         self._map: dict[str, tuple[str, ...]] = {}
         self._limit = limit
 
+    def __len__(self) -> int:
+        return len(self._map)
+
     def get(self, key: str) -> tuple[str, ...]:
         return self._map.get(key, ())
 

@@ -9,6 +9,7 @@ stampede protection and tags build on.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -403,3 +404,25 @@ async def test_closed_emcache_clients_are_replaced(memcached_server: Server) -> 
     await mc.aclose_emcache_clients()
     assert await cache.aget("k") == 1  # a new client for this loop, not the closed one
     await mc.aclose_emcache_clients()
+
+
+def test_get_or_set_entries_expire_on_time_and_outlive_it_on_the_server(
+    cache: MemcachedCache,
+) -> None:
+    """memcached may drop an entry up to a second early: entries with an exact expiry get a
+    second of slack on the server (so XFetch can refresh them before they vanish), and
+    readers honour the exact expiry."""
+    assert cache.get_or_set("k", lambda: "v", 1) == "v"
+    cache.set("plain", "v", 1)
+    client = cache.get_client()
+
+    def server_ttl(key: str) -> int:
+        reply = client.raw_command(f"mg {cache.make_and_validate_key(key)} t".encode(), b"\r\n")
+        return int(reply.split(b" t")[1])
+
+    assert server_ttl("k") == 2  # one second of slack
+    assert server_ttl("plain") == 1  # plain set keeps Django's timeout
+    time.sleep(1.1)
+    assert cache.get("k") is None  # past its exact expiry, whatever the server does
+    assert cache.get_many(["k"]) == {}
+    assert cache.get_or_set("k", lambda: "again", 60) == "again"

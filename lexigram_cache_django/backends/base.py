@@ -322,6 +322,8 @@ class LexigramCache(BaseCache):
     def _learn_tags(self, keys: Iterable[str], meta: EntryMeta | None) -> None:
         """Remember the tag records written with ``keys`` (see :class:`~..tags.TagHints`)."""
         names = tuple(name for name, _ in meta.tags) if meta is not None else ()
+        if not names and not self._tag_hints:
+            return  # nothing to forget: the untagged write path stays free
         learn = self._tag_hints.learn
         for key in keys:
             learn(key, names)

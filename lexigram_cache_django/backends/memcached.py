@@ -464,6 +464,14 @@ class MemcachedCache(LexigramCache):
             return 0
         return self.get_backend_timeout(math.ceil(ttl) + 1)
 
+    def _entry_exptime(self, ttl: float | None, meta: EntryMeta | None) -> int:
+        """An entry whose metadata holds its exact expiry (get_or_set's) gets a second of
+        slack on the server, as locks do; readers honour the metadata's expiry, so the
+        entry still expires on time, and XFetch can refresh it before it vanishes."""
+        if meta is not None and meta.expires:
+            return self._lock_exptime(ttl)
+        return self._exptime(ttl)
+
     def _encode(self, value: Any, meta: EntryMeta | None = None) -> bytes:
         data = self.codec.encode(value, meta)
         if len(data) > self.max_item_bytes:
@@ -492,19 +500,25 @@ class MemcachedCache(LexigramCache):
         return comp
 
     def _decode(self, key: str, data: bytes) -> Entry | None:
-        """``(value, meta)``, or None (counted and logged) for an unreadable payload."""
+        """``(value, meta)``, or None (counted and logged) for an unreadable payload, or one
+        past the exact expiry its metadata records."""
         try:
-            return self.codec.decode_entry(data)
+            entry = self.codec.decode_entry(data)
         except CacheDecodeError as exc:
             self.discard_undecodable(key, exc)
             return None
+        meta = entry[1]
+        if meta is not None and meta.expires and meta.expires <= time.time():
+            return None
+        return entry
 
     def _decode_found(
         self, found: Mapping[str, bytes], key_map: Mapping[str, Any]
     ) -> tuple[dict[Any, Any], list[tuple[Any, EntryMeta]]]:
         """Values under the caller's keys, and the tagged ones to check (one loop: hot)."""
         decode = self.codec.decode_entry
-        learn = self._tag_hints.learn
+        hints = self._tag_hints
+        learn = hints.learn
         values: dict[Any, Any] = {}
         tagged: list[tuple[Any, EntryMeta]] = []
         for key, original in key_map.items():
@@ -514,7 +528,8 @@ class MemcachedCache(LexigramCache):
             if data[0] == PLAIN_STR_HEADER:  # the commonest value, without a call
                 try:
                     values[original] = data[1:].decode("utf-8", "surrogatepass")
-                    learn(key, ())
+                    if hints:
+                        learn(key, ())
                     continue
                 except UnicodeDecodeError:
                     pass  # decode_entry reports it
@@ -523,11 +538,13 @@ class MemcachedCache(LexigramCache):
             except CacheDecodeError as exc:
                 self.discard_undecodable(key, exc)
                 continue
+            if meta is not None and meta.expires and meta.expires <= time.time():
+                continue  # past the exact expiry its metadata records
             values[original] = value
             if meta is not None and meta.tags:
                 tagged.append((original, meta))
                 learn(key, tuple(name for name, _ in meta.tags))
-            else:
+            elif hints:
                 learn(key, ())
         return values, tagged
 
@@ -1006,7 +1023,7 @@ class MemcachedCache(LexigramCache):
     def _set_entry(self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None) -> None:
         self._learn_tags((key,), meta)
         try:
-            self._set_raw(key, self._encode(value, meta), self._exptime(ttl))
+            self._set_raw(key, self._encode(value, meta), self._entry_exptime(ttl, meta))
         except SERVER_ERRORS as exc:
             self.backend_error("set", exc)
             return
@@ -1017,7 +1034,7 @@ class MemcachedCache(LexigramCache):
     ) -> None:
         self._learn_tags((key,), meta)
         try:
-            await self._aset_raw(key, self._encode(value, meta), self._exptime(ttl))
+            await self._aset_raw(key, self._encode(value, meta), self._entry_exptime(ttl, meta))
         except SERVER_ERRORS as exc:
             self.backend_error("set", exc)
             return

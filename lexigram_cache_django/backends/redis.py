@@ -200,6 +200,22 @@ def _tag_keys_of(metas: Iterable[EntryMeta | None]) -> list[str]:
     return list(keys)
 
 
+_NOT_FETCHED: Any = object()
+
+
+def _fresh_by(meta: EntryMeta, records: Mapping[str, int | None] | None) -> bool | None:
+    """Whether ``records`` show the entry's tags unchanged; None if a tag was not fetched."""
+    if records is None:
+        return None
+    for name, version in meta.tags:
+        current = records.get(name, _NOT_FETCHED)
+        if current is _NOT_FETCHED:
+            return None
+        if current != version:
+            return False
+    return True
+
+
 def _is_stale(meta: EntryMeta, records: Mapping[str, int | None]) -> bool:
     return any(records.get(name) != version for name, version in meta.tags)
 
@@ -446,7 +462,12 @@ class RedisCache(LexigramCache):
                     self._tag_hints.learn(key, ())
                     self._stats.hits += 1
                     return entry
-                if self._fresh({key: entry}, records):
+                fresh = _fresh_by(meta, records)
+                if fresh is None:  # the hint did not cover every tag: fetch the rest
+                    fresh = self._fresh({key: entry}, records)
+                elif not fresh:
+                    self._stats.stale_by_tag += 1
+                if fresh:
                     self._stats.hits += 1
                     return entry
         self._stats.misses += 1
@@ -466,7 +487,12 @@ class RedisCache(LexigramCache):
                     self._tag_hints.learn(key, ())
                     self._stats.hits += 1
                     return entry
-                if await self._afresh({key: entry}, records):
+                fresh = _fresh_by(meta, records)
+                if fresh is None:
+                    fresh = await self._afresh({key: entry}, records)
+                elif not fresh:
+                    self._stats.stale_by_tag += 1
+                if fresh:
                     self._stats.hits += 1
                     return entry
         self._stats.misses += 1
@@ -478,7 +504,7 @@ class RedisCache(LexigramCache):
         Without hints this is a plain GET/MGET on a read replica; with them it reads the
         primary (tag records are never read from a lagging replica).
         """
-        hinted = self._tag_hints.union(keys)
+        hinted = self._tag_hints.get(keys[0]) if len(keys) == 1 else self._tag_hints.union(keys)
         if not hinted:
             if len(keys) == 1:
                 return [_call(self._read_pool(), "GET", keys[0])], None
@@ -490,7 +516,7 @@ class RedisCache(LexigramCache):
     async def _aread_hinted(
         self, keys: Sequence[str]
     ) -> tuple[list[Any], dict[str, int | None] | None]:
-        hinted = self._tag_hints.union(keys)
+        hinted = self._tag_hints.get(keys[0]) if len(keys) == 1 else self._tag_hints.union(keys)
         if not hinted:
             if len(keys) == 1:
                 return [await _acall(self._aread_pool(), "GET", keys[0])], None
