@@ -155,6 +155,14 @@ def main(argv: list[str] | None = None) -> int:
             print(harness.format_table(results))
             print(f"({name}: {time.perf_counter() - t0:.1f}s)", flush=True)
     finally:
+        # Clients that keep background tasks on the loop (emcache) would otherwise be
+        # destroyed pending, with a warning per task.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
         asyncio.set_event_loop(None)
 

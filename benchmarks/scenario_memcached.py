@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable
+from importlib.util import find_spec
 from typing import Any
 
 from benchmarks.harness import Case, Context, Op, Result
@@ -181,13 +182,10 @@ def run(ctx: Context) -> list[Result]:
         import pymemcache  # noqa: F401
     except ImportError:
         ctx.skip("pymemcache is not installed (pip install 'lexigram-cache-django[memcached]')")
-    try:
-        import emcache
-    except ImportError:
-        emcache = None
+    emcache_installed = find_spec("emcache") is not None
     location = start_memcached(ctx)
     host, port = location.rsplit(":", 1)
-    ctx.log(f"memcached on {location}; emcache {'installed' if emcache else 'missing'}")
+    ctx.log(f"memcached on {location}; emcache {'installed' if emcache_installed else 'missing'}")
 
     from lexigram_cache_django.backends.memcached import aclose_emcache_clients
 
@@ -208,7 +206,9 @@ def run(ctx: Context) -> list[Result]:
     sync_raw = ours._make_client()  # a pymemcache Client with exactly our settings
     ctx.add_cleanup(sync_raw.close)
     async_raw = None
-    if emcache is not None:
+    if emcache_installed:
+        import emcache
+
         address = emcache.MemcachedHostAddress(host, int(port))
         async_raw = ctx.run_async(emcache.create_client([address], timeout=1.0))
         ctx.run_async(async_raw.get(b"warm-up"))  # connect now, while the loop runs
