@@ -5,8 +5,8 @@
   within 1.5x of the 100-key one (ops/s ratio >= 0.67).
 * ``get`` of a tagged entry vs ``get`` of a plain one, same value size. The tag check
   rides on the value's round trip; goal on Redis: the tagged get takes <= 1.3x the plain
-  get's time (ops/s ratio >= 0.77). Memcached and memory are reported against the same
-  figure.
+  get's time (ops/s ratio >= 0.77), and on Memcached. Memory's in-process check is
+  reported only.
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def _cases_for(ctx: Context, label: str, cache: Any, large: int) -> list[Case]:
             name=f"{label}: get (2 tags) vs plain get",
             candidates={"plain get": lambda: get(plain()), "tagged get": lambda: get(tagged())},
             baseline="plain get",
-            goals={"tagged get": TAGGED_GET_GOAL},
+            # The goal is the networked backends' (a round trip to hide the check in);
+            # memory's in-process check is reported only.
+            goals={"tagged get": TAGGED_GET_GOAL} if label != "memory" else {},
         ),
     ]
 
