@@ -84,6 +84,7 @@ class LexigramCache(BaseCache):
         self._options: dict[str, Any] = dict(params.get("OPTIONS") or {})
         self.fail_silently: bool = bool(self._options.get("FAIL_SILENTLY", True))
         self._key_memo: dict[tuple[Any, Any], str] = {}
+        self._default_key_memo: dict[Any, str] = {}  # version=None: no tuple per lookup
         self._stats: CacheStats = stats_for(self.identity)
         self._tag_hints: TagHints = hints_for(self.identity)
         self._codec_instance: Codec | None = None
@@ -117,6 +118,7 @@ class LexigramCache(BaseCache):
     def key_prefix(self, value: str) -> None:
         self._key_prefix = value
         self._key_memo = {}
+        self._default_key_memo = {}
 
     @property
     def version(self) -> int:
@@ -126,6 +128,7 @@ class LexigramCache(BaseCache):
     def version(self, value: int) -> None:
         self._version = value
         self._key_memo = {}
+        self._default_key_memo = {}
 
     @property
     def key_func(self) -> Any:
@@ -135,12 +138,14 @@ class LexigramCache(BaseCache):
     def key_func(self, value: Any) -> None:
         self._key_func = value
         self._key_memo = {}
+        self._default_key_memo = {}
 
     def make_and_validate_key(self, key: Any, version: int | None = None) -> str:
         """Django's key making and validation, memoized for keys that pass cleanly."""
-        memo = self._key_memo
+        memo: dict[Any, str] = self._default_key_memo if version is None else self._key_memo
+        slot = key if version is None else (key, version)
         try:
-            return memo[key, version]
+            return memo[slot]
         except KeyError:
             pass
         except TypeError:  # an unhashable key: Django formats it anyway
@@ -149,20 +154,21 @@ class LexigramCache(BaseCache):
         if len(final) <= MEMCACHE_MAX_KEY_LENGTH and not _UNPORTABLE_KEY.search(final):
             if len(memo) >= _KEY_MEMO_SIZE:
                 memo.clear()
-            memo[key, version] = final
+            memo[slot] = final
         return final
 
     def make_keys(self, keys: Iterable[Any], version: int | None = None) -> dict[str, Any]:
-        """``{final key: caller's key}`` for a batch; a memoized key is one dict lookup."""
-        memo = self._key_memo
-        made: dict[str, Any] = {}
-        for key in keys:
+        """``{final key: caller's key}`` for a batch; memoized keys cost one C-level lookup."""
+        if version is None:
+            keys = keys if isinstance(keys, list | tuple) else list(keys)
             try:
-                final = memo[key, version]
-            except (KeyError, TypeError):
-                final = self.make_and_validate_key(key, version)
-            made[final] = key
-        return made
+                finals: list[str | None] = list(map(self._default_key_memo.get, keys))
+            except TypeError:  # an unhashable key among them
+                finals = [None]
+            if None not in finals:
+                return dict(zip(finals, keys))  # type: ignore[arg-type]  # no None left
+        make = self.make_and_validate_key
+        return {make(key, version): key for key in keys}
 
     def _make_and_validate_uncached(self, key: Any, version: int | None) -> str:
         final: str = self.make_key(key, version=version)

@@ -581,16 +581,20 @@ class MemcachedCache(LexigramCache):
     def _read_hinted(self, keys: list[str]) -> tuple[dict[str, bytes], set[str]]:
         """``keys`` and their hinted tag records in one ``get_many``; and which were hinted."""
         hinted = self._tag_hints.union(keys)
-        if not hinted and len(keys) == 1:
-            data = self._get_raw(keys[0])
-            return ({} if data is None else {keys[0]: data}), set()
+        if not hinted:
+            if len(keys) == 1:
+                data = self._get_raw(keys[0])
+                return ({} if data is None else {keys[0]: data}), set()
+            return self._get_many_raw(keys), set()
         return self._get_many_raw(keys + hinted), set(hinted)
 
     async def _aread_hinted(self, keys: list[str]) -> tuple[dict[str, bytes], set[str]]:
         hinted = self._tag_hints.union(keys)
-        if not hinted and len(keys) == 1:
-            data = await self._aget_raw(keys[0])
-            return ({} if data is None else {keys[0]: data}), set()
+        if not hinted:
+            if len(keys) == 1:
+                data = await self._aget_raw(keys[0])
+                return ({} if data is None else {keys[0]: data}), set()
+            return await self._aget_many_raw(keys), set()
         return await self._aget_many_raw(keys + hinted), set(hinted)
 
     @staticmethod
