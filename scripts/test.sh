@@ -42,7 +42,7 @@ conformance() {
 step "ruff check" .venv/bin/ruff check .
 step "ruff format --check" .venv/bin/ruff format --check .
 step "mypy" .venv/bin/mypy
-step "pytest" "$PY" -m pytest -q -p no:cacheprovider "$@"
+step "pytest" "$PY" -m pytest -q -rf -p no:cacheprovider "$@"
 
 MEMORY=lexigram_cache_django.backends.memory.MemoryCache
 conformance "django suite: memory/base" --backend "$MEMORY" --flavor base
