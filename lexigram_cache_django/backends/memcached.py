@@ -795,14 +795,12 @@ class MemcachedCache(LexigramCache):
         self, data: Mapping[Any, Any], version: int | None, meta: EntryMeta | None
     ) -> tuple[dict[str, Any], dict[str, bytes], dict[str, ValueTooLargeError]]:
         """Made keys to the caller's, payloads, and the values too large to store (hot)."""
-        make, encode, limit = self.make_and_validate_key, self.codec.encode, self.max_item_bytes
-        originals: dict[str, Any] = {}
+        encode, limit = self.codec.encode, self.max_item_bytes
+        originals = self.make_keys(data, version)
         encoded: dict[str, bytes] = {}
         too_large: dict[str, ValueTooLargeError] = {}
-        for original, value in data.items():
-            key = make(original, version)
-            originals[key] = original
-            payload = encode(value, meta)
+        for key, original in originals.items():
+            payload = encode(data[original], meta)
             if len(payload) > limit:
                 try:
                     payload = self._compress_to_fit(payload)
