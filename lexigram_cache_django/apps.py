@@ -12,6 +12,6 @@ class LexigramCacheConfig(AppConfig):
 
     def ready(self) -> None:
         # Model-signal invalidation: INVALIDATE_MODELS plus models registered in code.
-        from . import invalidation
+        from . import checks, invalidation  # noqa: F401  (checks registers itself)
 
         invalidation.connect()

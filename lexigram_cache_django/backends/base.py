@@ -77,6 +77,28 @@ class LexigramCache(BaseCache):
     """
 
     backend_name: ClassVar[str] = "base"
+    #: UPPER_CASE OPTIONS this backend reads (lower-case ones are client pass-through);
+    #: the system check refuses any other, with a suggestion.
+    known_options: ClassVar[frozenset[str]] = frozenset(
+        {
+            "FAIL_SILENTLY",
+            "SERIALIZER",
+            "PICKLE_VERSION",
+            "SIGNING_KEY",
+            "SIGNING_KEY_FALLBACKS",
+            "ORJSON_OPTIONS",
+            "COMPRESS_MIN_BYTES",
+            "COMPRESSOR",
+            "COMPRESS_LEVEL",
+            "STAMPEDE_LOCK_TIMEOUT",
+            "STAMPEDE_WAIT_TIMEOUT",
+            "XFETCH_BETA",
+            "TTL_JITTER",
+            "TAG_TIMEOUT",
+            "MAX_ENTRIES",  # Django's BaseCache reads these two for every backend
+            "CULL_FREQUENCY",
+        }
+    )
 
     def __init__(self, location: Any, params: dict[str, Any]) -> None:
         super().__init__(params)

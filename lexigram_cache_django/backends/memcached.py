@@ -166,6 +166,14 @@ class MemcachedCache(LexigramCache):
     """Django's cache API on memcached, via pymemcache (sync) and emcache (async)."""
 
     backend_name = "memcached"
+    known_options = LexigramCache.known_options | {
+        "CONNECT_TIMEOUT",
+        "SOCKET_TIMEOUT",
+        "NO_DELAY",
+        "POOL_SIZE",
+        "MAX_ITEM_BYTES",
+        "ASYNC_CLIENT",
+    }
     #: Django's memcached tests read ``cache._lib.exceptions.MemcacheClientError``.
     _lib = pymemcache
 

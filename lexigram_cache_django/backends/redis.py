@@ -353,6 +353,12 @@ class RedisCache(LexigramCache):
     """Redis through redis-py: Django's API, django-redis's extensions, sync and async."""
 
     backend_name = "redis"
+    known_options = LexigramCache.known_options | {
+        "CONNECT_TIMEOUT",
+        "SOCKET_TIMEOUT",
+        "MAX_CONNECTIONS",
+        "POOL_TIMEOUT",
+    }
 
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
