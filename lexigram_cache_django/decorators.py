@@ -366,6 +366,9 @@ class CachedFunction:
     binds ``obj`` as Python binds methods.
     """
 
+    __name__: str  # set by functools.update_wrapper, like the rest of the function's
+    __qualname__: str
+
     def __init__(
         self,
         func: Callable[..., Any],

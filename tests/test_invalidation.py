@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 from django.contrib.auth.models import Group, Permission
@@ -385,7 +385,9 @@ def test_register_with_extra_tags_then_unregister(cache: LexigramCache) -> None:
         assert cache.get("row") is None
 
         cache.set("by-name", 1, tags=["group-name:admins"])
-        group.permissions.add(Permission.objects.first())
+        permission = Permission.objects.first()
+        assert permission is not None
+        group.permissions.add(permission)
         assert cache.get("by-name") is None  # m2m change of a registered model
         assert cache.get("perms") == 1  # Permission is not registered
     finally:
@@ -437,8 +439,8 @@ def test_invalidate_caches_setting(settings: Settings) -> None:
     assert invalidation.invalidation_aliases() == ("default", "other")
 
     settings.LEXIGRAM_CACHE = {"INVALIDATE_CACHES": ["other"]}
-    caches["default"].set("k", 1, tags=["t"])
-    caches["other"].set("k", 1, tags=["t"])
+    for alias in ("default", "other"):
+        cast(LexigramCache, caches[alias]).set("k", 1, tags=["t"])
     invalidation.invalidate_now("t")
     assert caches["default"].get("k") == 1
     assert caches["other"].get("k") is None

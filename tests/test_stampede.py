@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -263,7 +264,7 @@ def test_one_caller_refreshes_early_while_the_others_keep_the_current_value(
     any_cache: LexigramCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _seed_entry(any_cache, "hot", "old", delta=100.0, ttl=30)  # big delta: refresh is due
-    monkeypatch.setattr(stampede.random, "random", lambda: 0.5)
+    monkeypatch.setattr(random, "random", lambda: 0.5)
     refresh = Counter(seconds=0.3, value="new")
     results = run_threads(16, lambda: any_cache.get_or_set("hot", refresh, 60))
     assert refresh.calls == 1

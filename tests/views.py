@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from typing import cast
 
 from django.core.cache import caches
 from django.core.exceptions import PermissionDenied
@@ -16,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import cache_control, never_cache
 
+from lexigram_cache_django.backends.base import LexigramCache
 from lexigram_cache_django.decorators import cache_page
 from lexigram_cache_django.request_cache import cache_in_request
 
@@ -40,7 +42,8 @@ class Gate:
     bound = 10.0
 
     def reached(self) -> bool:
-        return int(caches["default"].stats()["waits"]) >= self.waiters
+        cache = cast(LexigramCache, caches["default"])
+        return int(cache.stats()["waits"]) >= self.waiters
 
     def wait(self) -> None:
         deadline = time.monotonic() + self.bound
@@ -81,7 +84,7 @@ def by_slug(request: HttpRequest, slug: str) -> HttpResponse:
 def template(request: HttpRequest) -> TemplateResponse:
     n = count("template")
     page = engines["django"].from_string("template render {{ n }}")
-    return TemplateResponse(request, page, {"n": n})  # type: ignore[arg-type]
+    return TemplateResponse(request, page, {"n": n})
 
 
 @cache_page(60)
@@ -167,7 +170,7 @@ async def async_by_slug(request: HttpRequest, slug: str) -> HttpResponse:
 async def async_template(request: HttpRequest) -> TemplateResponse:
     n = count("async-template")
     page = engines["django"].from_string("async template render {{ n }}")
-    return TemplateResponse(request, page, {"n": n})  # type: ignore[arg-type]
+    return TemplateResponse(request, page, {"n": n})
 
 
 @cache_page(60, tags=["async-private"])

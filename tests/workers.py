@@ -12,7 +12,10 @@ import os
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from lexigram_cache_django.backends.base import LexigramCache
 
 
 def _setup(config: dict[str, Any]) -> Any:
@@ -61,7 +64,8 @@ def stampede(config: dict[str, Any], args: dict[str, Any]) -> None:
     results: list[Any] = []
 
     def call() -> None:
-        thread_cache = caches["default"]  # one backend object per thread, as in Django
+        # one backend object per thread, as in Django
+        thread_cache = cast("LexigramCache", caches["default"])
         results.append(
             thread_cache.get_or_set(
                 args["key"],

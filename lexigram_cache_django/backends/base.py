@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from django.core.cache.backends.base import (
@@ -110,6 +110,67 @@ class LexigramCache(BaseCache):
         self._stats: CacheStats = stats_for(self.identity)
         self._tag_hints: TagHints = hints_for(self.identity)
         self._codec_instance: Codec | None = None
+
+    if TYPE_CHECKING:
+        # Every backend implements these with ``tags=``; declared here so code typed
+        # against LexigramCache (or a backend chosen at run time) type-checks.
+        def set(
+            self,
+            key: Any,
+            value: Any,
+            timeout: Any = DEFAULT_TIMEOUT,
+            version: int | None = None,
+            *,
+            tags: Iterable[TagLike] | TagLike | None = None,
+        ) -> Any: ...
+
+        def add(
+            self,
+            key: Any,
+            value: Any,
+            timeout: Any = DEFAULT_TIMEOUT,
+            version: int | None = None,
+            *,
+            tags: Iterable[TagLike] | TagLike | None = None,
+        ) -> bool: ...
+
+        def set_many(
+            self,
+            data: Mapping[Any, Any],
+            timeout: Any = DEFAULT_TIMEOUT,
+            version: int | None = None,
+            *,
+            tags: Iterable[TagLike] | TagLike | None = None,
+        ) -> list[Any]: ...
+
+        async def aset(
+            self,
+            key: Any,
+            value: Any,
+            timeout: Any = DEFAULT_TIMEOUT,
+            version: int | None = None,
+            *,
+            tags: Iterable[TagLike] | TagLike | None = None,
+        ) -> Any: ...
+
+        async def aadd(
+            self,
+            key: Any,
+            value: Any,
+            timeout: Any = DEFAULT_TIMEOUT,
+            version: int | None = None,
+            *,
+            tags: Iterable[TagLike] | TagLike | None = None,
+        ) -> bool: ...
+
+        async def aset_many(
+            self,
+            data: Mapping[Any, Any],
+            timeout: Any = DEFAULT_TIMEOUT,
+            version: int | None = None,
+            *,
+            tags: Iterable[TagLike] | TagLike | None = None,
+        ) -> list[Any]: ...
 
     # -- identity ------------------------------------------------------------------
 
@@ -382,7 +443,7 @@ class LexigramCache(BaseCache):
         version: int | None = None,
     ) -> Any:
         """Alias of ``set(key, value, ttl, version, tags=tags)``."""
-        return self.set(key, value, ttl, version, tags=tags)  # type: ignore[call-arg]
+        return self.set(key, value, ttl, version, tags=tags)
 
     def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         """Django's ``incr_version``, keeping the entry's tags (Django's re-``set`` drops them)."""
