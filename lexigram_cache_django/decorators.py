@@ -9,14 +9,12 @@ work without tags and refuse ``tags=`` with ``ImproperlyConfigured``.
 
 from __future__ import annotations
 
-import copy
 import functools
-import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast, overload
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
@@ -35,8 +33,9 @@ from django.utils.http import parse_http_date_safe
 from .backends.base import LexigramCache
 from .exceptions import CacheConfigurationError
 from .invalidation import ainvalidate_now, invalidate_on_commit
-from .keys import call_key, function_name
+from .keys import call_key
 from .tags import TagLike
+from .wrappers import FunctionWrapper
 
 F = TypeVar("F", bound=Callable[..., Any])
 Tags = Iterable[TagLike] | TagLike | None
@@ -358,16 +357,13 @@ def _async_page_view(view: Callable[..., Any], page: _PageCache) -> Callable[...
 # -- cached ----------------------------------------------------------------------------
 
 
-class CachedFunction:
+class CachedFunction(FunctionWrapper):
     """A function or method whose results are cached; what ``@cached`` returns.
 
     ``f.key(*args, **kwargs)`` is the cache key of a call, ``f.invalidate(...)`` (or
     ``await f.ainvalidate(...)``) deletes its entry. On a method, ``obj.method.key(x)``
     binds ``obj`` as Python binds methods.
     """
-
-    __name__: str  # set by functools.update_wrapper, like the rest of the function's
-    __qualname__: str
 
     def __init__(
         self,
@@ -380,36 +376,16 @@ class CachedFunction:
         version: int | None,
         condition: Callable[[Any], bool] | None,
     ) -> None:
-        self.func = func
+        super().__init__(func)
         self.timeout = timeout
         self.tags = tags
         self.key_spec = key
         self.cache_alias = cache
         self.version = version
         self.condition = condition
-        self.is_async = iscoroutinefunction(func)
-        self.name = function_name(func)
-        self._instance: Any = _MISSING
-        try:
-            self.signature: inspect.Signature | None = inspect.signature(func)
-        except (TypeError, ValueError):  # builtins without a signature
-            self.signature = None
-        functools.update_wrapper(self, func, updated=())  # keep our own attributes
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        bound = copy.copy(self)
-        bound._instance = instance
-        return bound
 
     def __repr__(self) -> str:
         return f"<cached {self.name}>"
-
-    def _args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return args if self._instance is _MISSING else (self._instance, *args)
 
     def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         spec = self.key_spec

@@ -11,9 +11,6 @@ opens a store anywhere else (a Celery task, a management command).
 from __future__ import annotations
 
 import asyncio
-import copy
-import functools
-import inspect
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,7 +20,8 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-from .keys import call_key, function_name
+from .keys import call_key
+from .wrappers import FunctionWrapper
 
 _store: ContextVar[dict[str, Any] | None] = ContextVar("lexigram_request_cache", default=None)
 _MISSING = object()
@@ -70,7 +68,7 @@ class RequestCacheMiddleware:
             return response
 
 
-class RequestCachedFunction:
+class RequestCachedFunction(FunctionWrapper):
     """A function memoized per request; what ``@cache_in_request`` returns.
 
     Async results are shared while still running: two tasks of one request awaiting the
@@ -78,31 +76,11 @@ class RequestCachedFunction:
     """
 
     def __init__(self, func: Callable[..., Any], key: Callable[..., str] | None) -> None:
-        self.func = func
+        super().__init__(func)
         self.key_func = key
-        self.name = function_name(func)
-        self.is_async = iscoroutinefunction(func)
-        self._instance: Any = _MISSING
-        try:
-            self.signature: inspect.Signature | None = inspect.signature(func)
-        except (TypeError, ValueError):
-            self.signature = None
-        functools.update_wrapper(self, func, updated=())  # keep our own attributes
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        bound = copy.copy(self)
-        bound._instance = instance
-        return bound
 
     def __repr__(self) -> str:
         return f"<cache_in_request {self.name}>"
-
-    def _args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return args if self._instance is _MISSING else (self._instance, *args)
 
     def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         if self.key_func is not None:
