@@ -137,6 +137,25 @@ def start_pinned_process(
     return subprocess.Popen(pinned_argv(cmd, cpu), **popen_kwargs)
 
 
+def cycle_of(items: Sequence[Any]) -> Callable[[], Any]:
+    """An endless ``next()`` over ``items``: each op walks its own pool of keys."""
+    return itertools.cycle(items).__next__
+
+
+def cycling(method: str, items: Sequence[Any], *extra: Any) -> Callable[[Any], Op]:
+    """An op factory: ``target.<method>(next item, *extra)``, cycling through ``items``.
+
+    Applied to each candidate it makes a fresh closure with its own iterator and the
+    method bound once, so attribute lookup is not part of what is compared.
+    """
+
+    def factory(target: Any) -> Op:
+        call, nxt = getattr(target, method), cycle_of(items)
+        return lambda: call(nxt(), *extra)
+
+    return factory
+
+
 def free_loopback_port() -> int:
     """Return a TCP port that is currently free on 127.0.0.1."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

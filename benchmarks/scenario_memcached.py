@@ -17,13 +17,12 @@ signed pickle (about 1.5 us per value each way); to see the backend with a cheap
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Callable
 from importlib.util import find_spec
 from typing import Any
 
-from benchmarks.harness import Case, Context, Op, Result
+from benchmarks.harness import Case, Context, Op, Result, cycle_of, cycling
 from benchmarks.servers import start_memcached
 
 DESCRIPTION = (
@@ -60,10 +59,6 @@ SYNC_GOAL = {OURS: (">=", 0.85)}
 AGET_GOAL = {OURS: (">=", 3.0)}
 
 
-def _cycle(items: list[Any]) -> Callable[[], Any]:
-    return itertools.cycle(items).__next__
-
-
 def _raw(keys: list[str]) -> list[str]:
     return [f"raw:{k}" for k in keys]
 
@@ -77,11 +72,11 @@ class Raw:
         self.codec = codec
 
     def op_get_hit(self) -> Op:
-        get, nxt = self.sync.get, _cycle(_raw(HIT_KEYS))
+        get, nxt = self.sync.get, cycle_of(_raw(HIT_KEYS))
         return lambda: get(nxt())
 
     def op_set(self) -> Op:
-        set_, nxt, value = self.sync.set, _cycle(_raw(SET_KEYS)), STR_100.encode()
+        set_, nxt, value = self.sync.set, cycle_of(_raw(SET_KEYS)), STR_100.encode()
         return lambda: set_(nxt(), value, TIMEOUT, noreply=False)
 
     def op_incr(self) -> Op:
@@ -89,29 +84,33 @@ class Raw:
         return lambda: incr(key, 1, noreply=False)
 
     def op_delete(self) -> Op:
-        delete, nxt = self.sync.delete, _cycle(_raw(DEL_KEYS))
+        delete, nxt = self.sync.delete, cycle_of(_raw(DEL_KEYS))
         return lambda: delete(nxt(), noreply=False)
 
     def op_get_many(self) -> Op:
-        get_many, nxt = self.sync.get_many, _cycle([_raw(g) for g in GET_MANY_GROUPS])
+        get_many, nxt = self.sync.get_many, cycle_of([_raw(g) for g in GET_MANY_GROUPS])
         return lambda: get_many(nxt())
 
     def op_set_many(self) -> Op:
         groups = [{f"raw:{k}": v.encode() for k, v in g.items()} for g in SET_MANY_GROUPS]
-        set_many, nxt = self.sync.set_many, _cycle(groups)
+        set_many, nxt = self.sync.set_many, cycle_of(groups)
         return lambda: set_many(nxt(), TIMEOUT, noreply=False)
 
     def op_aget(self) -> Op:
-        aget, nxt = self.asyn.get, _cycle([k.encode() for k in _raw(HIT_KEYS)])
+        aget, nxt = self.asyn.get, cycle_of([k.encode() for k in _raw(HIT_KEYS)])
         return lambda: aget(nxt())
 
     def op_aset(self) -> Op:
-        aset, nxt, value = self.asyn.set, _cycle([k.encode() for k in _raw(ASET_KEYS)]), b"s" * 100
+        aset, nxt, value = (
+            self.asyn.set,
+            cycle_of([k.encode() for k in _raw(ASET_KEYS)]),
+            b"s" * 100,
+        )
         return lambda: aset(nxt(), value, exptime=TIMEOUT)
 
     def op_aget_many(self) -> Op:
         groups = [[k.encode() for k in _raw(g)] for g in GET_MANY_GROUPS]
-        aget_many, nxt = self.asyn.get_many, _cycle(groups)
+        aget_many, nxt = self.asyn.get_many, cycle_of(groups)
         return lambda: aget_many(nxt())
 
     # The floor: bare commands on keys holding our payloads, plus only the codec's work.
@@ -119,62 +118,26 @@ class Raw:
     def op_floor_get_many(self) -> Op:
         get_many, decode = self.sync.get_many, self.codec.decode_entry
         groups = [[f"floor:{k}" for k in g] for g in GET_MANY_GROUPS]
-        nxt = _cycle(groups)
+        nxt = cycle_of(groups)
         return lambda: {k: decode(v)[0] for k, v in get_many(nxt()).items()}
 
     def op_floor_set_many(self) -> Op:
-        set_many, encode, nxt = self.sync.set_many, self.codec.encode, _cycle(SET_MANY_GROUPS)
+        set_many, encode, nxt = self.sync.set_many, self.codec.encode, cycle_of(SET_MANY_GROUPS)
         return lambda: set_many(
             {f"floor:{k}": encode(v) for k, v in nxt().items()}, TIMEOUT, noreply=False
         )
 
 
-# Op factories for the Django-API candidates: bound methods, one key iterator per cache.
-
-
-def op_get_hit(cache: Any) -> Op:
-    get, nxt = cache.get, _cycle(HIT_KEYS)
-    return lambda: get(nxt())
-
-
-def op_set(cache: Any) -> Op:
-    set_, nxt = cache.set, _cycle(SET_KEYS)
-    return lambda: set_(nxt(), STR_100)
-
-
-def op_incr(cache: Any) -> Op:
-    incr = cache.incr
-    return lambda: incr(COUNTER_KEY)
-
-
-def op_delete(cache: Any) -> Op:
-    delete, nxt = cache.delete, _cycle(DEL_KEYS)
-    return lambda: delete(nxt())
-
-
-def op_get_many(cache: Any) -> Op:
-    get_many, nxt = cache.get_many, _cycle(GET_MANY_GROUPS)
-    return lambda: get_many(nxt())
-
-
-def op_set_many(cache: Any) -> Op:
-    set_many, nxt = cache.set_many, _cycle(SET_MANY_GROUPS)
-    return lambda: set_many(nxt())
-
-
-def op_aget(cache: Any) -> Op:
-    aget, nxt = cache.aget, _cycle(HIT_KEYS)
-    return lambda: aget(nxt())
-
-
-def op_aset(cache: Any) -> Op:
-    aset, nxt = cache.aset, _cycle(ASET_KEYS)
-    return lambda: aset(nxt(), STR_100)
-
-
-def op_aget_many(cache: Any) -> Op:
-    aget_many, nxt = cache.aget_many, _cycle(GET_MANY_GROUPS)
-    return lambda: aget_many(nxt())
+# Op factories: applied to each candidate, one key iterator per cache (see cycling()).
+op_get_hit = cycling("get", HIT_KEYS)
+op_set = cycling("set", SET_KEYS, STR_100)
+op_incr = cycling("incr", [COUNTER_KEY])
+op_delete = cycling("delete", DEL_KEYS)
+op_get_many = cycling("get_many", GET_MANY_GROUPS)
+op_set_many = cycling("set_many", SET_MANY_GROUPS)
+op_aget = cycling("aget", HIT_KEYS)
+op_aset = cycling("aset", ASET_KEYS, STR_100)
+op_aget_many = cycling("aget_many", GET_MANY_GROUPS)
 
 
 def run(ctx: Context) -> list[Result]:

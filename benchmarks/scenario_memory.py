@@ -11,13 +11,12 @@ should then be ~1.00x and the IQR column shows the harness's noise floor.
 
 from __future__ import annotations
 
-import itertools
 import os
 import pickle
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.harness import Case, Context, Op
+from benchmarks.harness import Case, Context, Op, cycling
 
 DESCRIPTION = (
     "MemoryCache vs Django LocMemCache (goals: >=2x sync, >=15x aget/aset, >=100x aget_many)"
@@ -63,67 +62,18 @@ BIG = big_dict()
 assert 9_000 <= len(pickle.dumps(BIG, pickle.HIGHEST_PROTOCOL)) <= 11_000
 
 
-def _cycle(items: list[Any]) -> Callable[[], Any]:
-    return itertools.cycle(items).__next__
-
-
-# Op factories: each returns a fresh closure per cache, with its own key iterator, and the
-# backend method bound once so attribute lookup is not part of what we compare.
-
-
-def op_get_hit(cache: Any) -> Op:
-    get, nxt = cache.get, _cycle(HIT_KEYS)
-    return lambda: get(nxt())
-
-
-def op_get_miss(cache: Any) -> Op:
-    get, nxt = cache.get, _cycle(MISS_KEYS)
-    return lambda: get(nxt())
-
-
-def op_set_str(cache: Any) -> Op:
-    set_, nxt = cache.set, _cycle(SET_KEYS)
-    return lambda: set_(nxt(), STR_100)
-
-
-def op_set_dict(cache: Any) -> Op:
-    set_, nxt = cache.set, _cycle(DICT_KEYS_SET)
-    return lambda: set_(nxt(), BIG)
-
-
-def op_get_dict(cache: Any) -> Op:
-    get, nxt = cache.get, _cycle(DICT_KEYS_GET)
-    return lambda: get(nxt())
-
-
-def op_get_many(cache: Any) -> Op:
-    get_many, nxt = cache.get_many, _cycle(GET_MANY_GROUPS)
-    return lambda: get_many(nxt())
-
-
-def op_set_many(cache: Any) -> Op:
-    set_many, nxt = cache.set_many, _cycle(SET_MANY_GROUPS)
-    return lambda: set_many(nxt())
-
-
-def op_incr(cache: Any) -> Op:
-    incr = cache.incr
-    return lambda: incr(COUNTER_KEY)
-
-
-def op_aget_hit(cache: Any) -> Op:
-    aget, nxt = cache.aget, _cycle(HIT_KEYS)
-    return lambda: aget(nxt())
-
-
-def op_aset(cache: Any) -> Op:
-    aset, nxt = cache.aset, _cycle(ASET_KEYS)
-    return lambda: aset(nxt(), STR_100)
-
-
-def op_aget_many(cache: Any) -> Op:
-    aget_many, nxt = cache.aget_many, _cycle(GET_MANY_GROUPS)
-    return lambda: aget_many(nxt())
+# Op factories: applied to each candidate, one key iterator per cache (see cycling()).
+op_get_hit = cycling("get", HIT_KEYS)
+op_get_miss = cycling("get", MISS_KEYS)
+op_set_str = cycling("set", SET_KEYS, STR_100)
+op_set_dict = cycling("set", DICT_KEYS_SET, BIG)
+op_get_dict = cycling("get", DICT_KEYS_GET)
+op_get_many = cycling("get_many", GET_MANY_GROUPS)
+op_set_many = cycling("set_many", SET_MANY_GROUPS)
+op_incr = cycling("incr", [COUNTER_KEY])
+op_aget_hit = cycling("aget", HIT_KEYS)
+op_aset = cycling("aset", ASET_KEYS, STR_100)
+op_aget_many = cycling("aget_many", GET_MANY_GROUPS)
 
 
 def preload(cache: Any) -> None:

@@ -20,13 +20,12 @@ another serializer than the default signed pickle.
 
 from __future__ import annotations
 
-import itertools
 import os
 import statistics
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.harness import Case, Context, Op, Result, paired_stats, quartiles
+from benchmarks.harness import Case, Context, Op, Result, cycle_of, cycling, paired_stats, quartiles
 from benchmarks.servers import start_redis
 
 DESCRIPTION = (
@@ -62,10 +61,6 @@ BATCH_GOAL = {OURS: (">=", 0.85)}
 ASYNC_GOAL = {OURS: (">=", 0.8)}
 
 
-def _cycle(items: list[Any]) -> Callable[[], Any]:
-    return itertools.cycle(items).__next__
-
-
 class Raw:
     """The bare commands on redis-py, keys under ``raw:``, values as plain bytes."""
 
@@ -75,11 +70,11 @@ class Raw:
         self.codec = codec
 
     def op_get_hit(self) -> Op:
-        get, nxt = self.sync.get, _cycle([f"raw:{k}" for k in HIT_KEYS])
+        get, nxt = self.sync.get, cycle_of([f"raw:{k}" for k in HIT_KEYS])
         return lambda: get(nxt())
 
     def op_set(self) -> Op:
-        set_, nxt, value = self.sync.set, _cycle([f"raw:{k}" for k in SET_KEYS]), STR_100.encode()
+        set_, nxt, value = self.sync.set, cycle_of([f"raw:{k}" for k in SET_KEYS]), STR_100.encode()
         return lambda: set_(nxt(), value, px=TIMEOUT * 1000)
 
     def op_incr(self) -> Op:
@@ -87,17 +82,17 @@ class Raw:
         return lambda: incrby(f"raw:{COUNTER_KEY}", 1)
 
     def op_delete(self) -> Op:
-        delete, nxt = self.sync.delete, _cycle([f"raw:{k}" for k in DEL_KEYS])
+        delete, nxt = self.sync.delete, cycle_of([f"raw:{k}" for k in DEL_KEYS])
         return lambda: delete(nxt())
 
     def op_get_many(self) -> Op:
-        mget, nxt = self.sync.mget, _cycle([[f"raw:{k}" for k in g] for g in GET_MANY_GROUPS])
+        mget, nxt = self.sync.mget, cycle_of([[f"raw:{k}" for k in g] for g in GET_MANY_GROUPS])
         return lambda: mget(nxt())
 
     def op_set_many(self) -> Op:
         pipeline = self.sync.pipeline
         groups = [{f"raw:{k}": v.encode() for k, v in g.items()} for g in SET_MANY_GROUPS]
-        nxt = _cycle(groups)
+        nxt = cycle_of(groups)
 
         def run() -> Any:
             pipe = pipeline(transaction=False)
@@ -108,15 +103,19 @@ class Raw:
         return run
 
     def op_aget(self) -> Op:
-        aget, nxt = self.asyn.get, _cycle([f"raw:{k}" for k in HIT_KEYS])
+        aget, nxt = self.asyn.get, cycle_of([f"raw:{k}" for k in HIT_KEYS])
         return lambda: aget(nxt())
 
     def op_aset(self) -> Op:
-        aset, nxt, value = self.asyn.set, _cycle([f"raw:{k}" for k in ASET_KEYS]), STR_100.encode()
+        aset, nxt, value = (
+            self.asyn.set,
+            cycle_of([f"raw:{k}" for k in ASET_KEYS]),
+            STR_100.encode(),
+        )
         return lambda: aset(nxt(), value, px=TIMEOUT * 1000)
 
     def op_aget_many(self) -> Op:
-        amget, nxt = self.asyn.mget, _cycle([[f"raw:{k}" for k in g] for g in GET_MANY_GROUPS])
+        amget, nxt = self.asyn.mget, cycle_of([[f"raw:{k}" for k in g] for g in GET_MANY_GROUPS])
         return lambda: amget(nxt())
 
     # The floor: raw commands on keys holding our payloads, plus only the codec's work.
@@ -124,7 +123,7 @@ class Raw:
     def op_floor_get_many(self) -> Op:
         mget, decode = self.sync.mget, self.codec.decode_entry
         groups = [[f"floor:{k}" for k in g] for g in GET_MANY_GROUPS]
-        nxt = _cycle(list(zip(groups, GET_MANY_GROUPS)))
+        nxt = cycle_of(list(zip(groups, GET_MANY_GROUPS)))
 
         def run() -> dict[str, Any]:
             made, originals = nxt()
@@ -135,7 +134,7 @@ class Raw:
 
     def op_floor_set_many(self) -> Op:
         pipeline, encode = self.sync.pipeline, self.codec.encode
-        nxt = _cycle(SET_MANY_GROUPS)
+        nxt = cycle_of(SET_MANY_GROUPS)
 
         def run() -> Any:
             pipe = pipeline(transaction=False)
@@ -148,7 +147,7 @@ class Raw:
     def op_floor_aget_many(self) -> Op:
         amget, decode = self.asyn.mget, self.codec.decode_entry
         groups = [[f"floor:{k}" for k in g] for g in GET_MANY_GROUPS]
-        nxt = _cycle(list(zip(groups, GET_MANY_GROUPS)))
+        nxt = cycle_of(list(zip(groups, GET_MANY_GROUPS)))
 
         async def run() -> dict[str, Any]:
             made, originals = nxt()
@@ -158,52 +157,16 @@ class Raw:
         return run
 
 
-# Op factories for the Django-API candidates: bound methods, one key iterator per cache.
-
-
-def op_get_hit(cache: Any) -> Op:
-    get, nxt = cache.get, _cycle(HIT_KEYS)
-    return lambda: get(nxt())
-
-
-def op_set(cache: Any) -> Op:
-    set_, nxt = cache.set, _cycle(SET_KEYS)
-    return lambda: set_(nxt(), STR_100)
-
-
-def op_incr(cache: Any) -> Op:
-    incr = cache.incr
-    return lambda: incr(COUNTER_KEY)
-
-
-def op_delete(cache: Any) -> Op:
-    delete, nxt = cache.delete, _cycle(DEL_KEYS)
-    return lambda: delete(nxt())
-
-
-def op_get_many(cache: Any) -> Op:
-    get_many, nxt = cache.get_many, _cycle(GET_MANY_GROUPS)
-    return lambda: get_many(nxt())
-
-
-def op_set_many(cache: Any) -> Op:
-    set_many, nxt = cache.set_many, _cycle(SET_MANY_GROUPS)
-    return lambda: set_many(nxt())
-
-
-def op_aget(cache: Any) -> Op:
-    aget, nxt = cache.aget, _cycle(HIT_KEYS)
-    return lambda: aget(nxt())
-
-
-def op_aset(cache: Any) -> Op:
-    aset, nxt = cache.aset, _cycle(ASET_KEYS)
-    return lambda: aset(nxt(), STR_100)
-
-
-def op_aget_many(cache: Any) -> Op:
-    aget_many, nxt = cache.aget_many, _cycle(GET_MANY_GROUPS)
-    return lambda: aget_many(nxt())
+# Op factories: applied to each candidate, one key iterator per cache (see cycling()).
+op_get_hit = cycling("get", HIT_KEYS)
+op_set = cycling("set", SET_KEYS, STR_100)
+op_incr = cycling("incr", [COUNTER_KEY])
+op_delete = cycling("delete", DEL_KEYS)
+op_get_many = cycling("get_many", GET_MANY_GROUPS)
+op_set_many = cycling("set_many", SET_MANY_GROUPS)
+op_aget = cycling("aget", HIT_KEYS)
+op_aset = cycling("aset", ASET_KEYS, STR_100)
+op_aget_many = cycling("aget_many", GET_MANY_GROUPS)
 
 
 def _cross_rows(results: list[Result], other: str) -> list[Result]:
