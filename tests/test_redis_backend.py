@@ -27,6 +27,7 @@ from lexigram_cache_django.backends.redis import (
     RedisCache,
     RedisIncrError,
 )
+from lexigram_cache_django.backends.redis_pools import SyncPool
 from lexigram_cache_django.exceptions import (
     CacheBackendError,
     CacheConfigurationError,
@@ -100,10 +101,10 @@ def test_defaults_are_short_timeouts_a_bounded_pool_and_hiredis(cache: RedisCach
     kwargs = cache._primary.connection_kwargs
     assert kwargs["socket_connect_timeout"] == DEFAULT_CONNECT_TIMEOUT == 0.5
     assert kwargs["socket_timeout"] == DEFAULT_SOCKET_TIMEOUT == 1.0
-    assert isinstance(cache._primary, redis.BlockingConnectionPool)
+    assert isinstance(cache._primary, SyncPool)
     assert cache._primary.max_connections == 100
-    pool: Any = cache._primary  # redis-py leaves the pool's methods untyped
-    conn = pool.get_connection()
+    pool = cache._primary
+    conn = pool.acquire()
     try:
         conn.connect()
         assert isinstance(conn._parser, _HiredisParser)
@@ -234,7 +235,7 @@ def test_incr_is_atomic_across_threads(redis_server: Server) -> None:
     for t in threads:
         t.join()
     assert cache.get("n") == 1600
-    assert len(cache._primary._connections) <= 4  # threads waited for a free connection
+    assert cache._primary.created <= 4  # threads waited for a free connection
     cache.clear()
 
 

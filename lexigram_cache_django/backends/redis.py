@@ -9,7 +9,8 @@ Why it looks the way it does:
 * **One round trip per call, and nothing else on the hot path.** Commands go straight to
   a pooled connection (``send_command`` + ``read_response``) instead of through
   ``redis.Redis``'s per-command retry and observability layers, which cost more than our
-  whole key/codec/counter overhead. ``get_many`` is one ``MGET``, ``set_many`` one
+  whole key/codec/counter overhead, and the pools are our own lean ones
+  (:mod:`.redis_pools`), not redis-py's. ``get_many`` is one ``MGET``, ``set_many`` one
   pipelined write of ``SET ... PX`` commands, ``delete_many`` one ``DEL``.
 * **Native async.** The ``a*`` methods talk to Redis through ``redis.asyncio`` pools, one
   per running event loop (connections cannot cross loops), with no ``sync_to_async``
@@ -54,6 +55,7 @@ from ..codec import PLAIN_STR_HEADER, EntryMeta
 from ..exceptions import CacheConfigurationError, CacheDecodeError, CacheIncrError
 from ..tags import UNKNOWN_TAG_VERSION, TagLike, new_version
 from .base import LexigramCache, mask_location
+from .redis_pools import AsyncPool, SyncPool
 
 #: Connect fast or fail: on loopback or a LAN a healthy server accepts in well under a
 #: millisecond, so 0.5 s only ever expires for a dead or unreachable host.
@@ -222,82 +224,18 @@ def _is_stale(meta: EntryMeta, records: Mapping[str, int | None]) -> bool:
 
 # -- talking to a pooled connection ----------------------------------------------------
 #
-# redis-py's connections already disconnect themselves on any error while sending or
-# reading, so a connection always goes back to the pool either in sync or closed.
-
-
-def _call(pool: redis.ConnectionPool, *args: Any) -> Any:
-    conn: Any = pool.get_connection()  # redis-py leaves Connection methods untyped
+def _eval(pool: SyncPool, script: _Script, keys: Sequence[str], *args: Any) -> Any:
     try:
-        conn.send_command(*args)
-        return conn.read_response()
-    finally:
-        pool.release(conn)
-
-
-def _pipeline(pool: redis.ConnectionPool, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """Send every command in one write; a reply that is an error is returned, not raised."""
-    conn: Any = pool.get_connection()
-    try:
-        conn.send_packed_command(conn.pack_commands(commands))
-        replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(conn.read_response())
-            except ResponseError as exc:  # the others must still be read
-                replies.append(exc)
-        return replies
-    finally:
-        pool.release(conn)
-
-
-def _eval(pool: redis.ConnectionPool, script: _Script, keys: Sequence[str], *args: Any) -> Any:
-    try:
-        return _call(pool, "EVALSHA", script.sha, len(keys), *keys, *args)
+        return pool.execute("EVALSHA", script.sha, len(keys), *keys, *args)
     except NoScriptError:  # first use on this server (or after SCRIPT FLUSH)
-        return _call(pool, "EVAL", script.source, len(keys), *keys, *args)
+        return pool.execute("EVAL", script.source, len(keys), *keys, *args)
 
 
-class _AsyncPool(NamedTuple):
-    """A pool bound to one event loop, and the slots that keep tasks within its size."""
-
-    pool: redis.asyncio.ConnectionPool
-    slots: asyncio.Semaphore
-
-
-async def _acall(ap: _AsyncPool, *args: Any) -> Any:
-    async with ap.slots:
-        pool: Any = ap.pool
-        conn = await pool.get_connection()
-        try:
-            await conn.send_command(*args)
-            return await conn.read_response()
-        finally:
-            await pool.release(conn)
-
-
-async def _apipeline(ap: _AsyncPool, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-    async with ap.slots:
-        pool: Any = ap.pool
-        conn = await pool.get_connection()
-        try:
-            await conn.send_packed_command(conn.pack_commands(commands))
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
-            return replies
-        finally:
-            await pool.release(conn)
-
-
-async def _aeval(ap: _AsyncPool, script: _Script, keys: Sequence[str], *args: Any) -> Any:
+async def _aeval(ap: AsyncPool, script: _Script, keys: Sequence[str], *args: Any) -> Any:
     try:
-        return await _acall(ap, "EVALSHA", script.sha, len(keys), *keys, *args)
+        return await ap.execute("EVALSHA", script.sha, len(keys), *keys, *args)
     except NoScriptError:
-        return await _acall(ap, "EVAL", script.source, len(keys), *keys, *args)
+        return await ap.execute("EVAL", script.source, len(keys), *keys, *args)
 
 
 def _set_args(key: str, data: bytes, px: int | None, xx: bool = False) -> tuple[Any, ...]:
@@ -333,12 +271,12 @@ def _errors(replies: Sequence[Any]) -> list[Any]:
 # Django builds one backend object per thread (and per async context) for each alias, so
 # pools live here, keyed by servers + options, not on the objects.
 
-_sync_pools: dict[str, redis.BlockingConnectionPool] = {}
+_sync_pools: dict[str, SyncPool] = {}
 _sync_pools_lock = threading.Lock()
-_loop_pools: dict[asyncio.AbstractEventLoop, dict[str, list[_AsyncPool]]] = {}
+_loop_pools: dict[asyncio.AbstractEventLoop, dict[str, list[AsyncPool]]] = {}
 
 
-def _pools_for_loop(loop: asyncio.AbstractEventLoop) -> dict[str, list[_AsyncPool]]:
+def _pools_for_loop(loop: asyncio.AbstractEventLoop) -> dict[str, list[AsyncPool]]:
     pools = _loop_pools.get(loop)
     if pools is None:
         # A new loop: forget the pools of loops that have closed (their connections
@@ -387,47 +325,41 @@ class RedisCache(LexigramCache):
         }
         kwargs.update((k, v) for k, v in opts.items() if k.islower())
         # The sync pool blocks up to POOL_TIMEOUT for a free connection (threads); async
-        # tasks wait on a semaphore of the same size (see _AsyncPool).
+        # tasks wait their turn for one of the same number per event loop.
         pool_timeout = _seconds(opts.get("POOL_TIMEOUT", socket_timeout))
         return {**kwargs, "timeout": pool_timeout}, kwargs
 
-    def _sync_pool(self, index: int) -> redis.BlockingConnectionPool:
+    def _sync_pool(self, index: int) -> SyncPool:
         pool_id = f"{self._servers[index]}|{self._pools_id}"
         pool = _sync_pools.get(pool_id)
         if pool is None:
             with _sync_pools_lock:
                 pool = _sync_pools.get(pool_id)
                 if pool is None:
-                    pool = redis.BlockingConnectionPool.from_url(
-                        self._servers[index], **self._sync_kwargs
-                    )
+                    pool = SyncPool(self._servers[index], **self._sync_kwargs)
                     _sync_pools[pool_id] = pool
         return pool
 
-    def _read_pool(self) -> redis.ConnectionPool:
+    def _read_pool(self) -> SyncPool:
         """A replica if there are any (as Django's RedisCache does), else the primary."""
         replicas = self._replicas
         return random.choice(replicas) if replicas else self._primary
 
-    def _apools(self) -> list[_AsyncPool]:
+    def _apools(self) -> list[AsyncPool]:
         """This loop's pools for our servers, primary first, created on first use."""
         pools = _pools_for_loop(asyncio.get_running_loop())
         mine = pools.get(self._pools_id)
         if mine is None:
-            size = int(self._async_kwargs["max_connections"])
+            timeout = self._sync_kwargs["timeout"]  # POOL_TIMEOUT, as for threads
             mine = pools[self._pools_id] = [
-                _AsyncPool(
-                    redis.asyncio.ConnectionPool.from_url(url, **self._async_kwargs),
-                    asyncio.Semaphore(size),
-                )
-                for url in self._servers
+                AsyncPool(url, timeout=timeout, **self._async_kwargs) for url in self._servers
             ]
         return mine
 
-    def _aprimary(self) -> _AsyncPool:
+    def _aprimary(self) -> AsyncPool:
         return self._apools()[0]
 
-    def _aread_pool(self) -> _AsyncPool:
+    def _aread_pool(self) -> AsyncPool:
         pools = self._apools()
         return pools[0] if len(pools) == 1 else random.choice(pools[1:])
 
@@ -513,9 +445,9 @@ class RedisCache(LexigramCache):
         hinted = self._tag_hints.get(keys[0]) if len(keys) == 1 else self._tag_hints.union(keys)
         if not hinted:
             if len(keys) == 1:
-                return [_call(self._read_pool(), "GET", keys[0])], None
-            return list(_call(self._read_pool(), "MGET", *keys)), None
-        replies = _call(self._primary, "MGET", *keys, *hinted)
+                return [self._read_pool().execute("GET", keys[0])], None
+            return list(self._read_pool().execute("MGET", *keys)), None
+        replies = self._primary.execute("MGET", *keys, *hinted)
         n = len(keys)
         return replies[:n], dict(zip(hinted, map(_version, replies[n:])))
 
@@ -525,9 +457,9 @@ class RedisCache(LexigramCache):
         hinted = self._tag_hints.get(keys[0]) if len(keys) == 1 else self._tag_hints.union(keys)
         if not hinted:
             if len(keys) == 1:
-                return [await _acall(self._aread_pool(), "GET", keys[0])], None
-            return list(await _acall(self._aread_pool(), "MGET", *keys)), None
-        replies = await _acall(self._aprimary(), "MGET", *keys, *hinted)
+                return [await self._aread_pool().execute("GET", keys[0])], None
+            return list(await self._aread_pool().execute("MGET", *keys)), None
+        replies = await self._aprimary().execute("MGET", *keys, *hinted)
         n = len(keys)
         return replies[:n], dict(zip(hinted, map(_version, replies[n:])))
 
@@ -609,11 +541,11 @@ class RedisCache(LexigramCache):
         return bool(entries)
 
     def _tag_records(self, tag_keys: Sequence[str]) -> dict[str, int | None]:
-        replies = _call(self._primary, "MGET", *tag_keys)
+        replies = self._primary.execute("MGET", *tag_keys)
         return dict(zip(tag_keys, map(_version, replies)))
 
     async def _atag_records(self, tag_keys: Sequence[str]) -> dict[str, int | None]:
-        replies = await _acall(self._aprimary(), "MGET", *tag_keys)
+        replies = await self._aprimary().execute("MGET", *tag_keys)
         return dict(zip(tag_keys, map(_version, replies)))
 
     # -- writing entries ------------------------------------------------------------------
@@ -647,7 +579,7 @@ class RedisCache(LexigramCache):
     # -- primitives on final keys (redis-py errors propagate) --------------------------
 
     def _get_raw(self, key: str) -> bytes | None:
-        data: bytes | None = _call(self._read_pool(), "GET", key)
+        data: bytes | None = self._read_pool().execute("GET", key)
         return data
 
     def _set_raw(self, key: str, data: bytes, ttl: float | None, *, xx: bool = False) -> bool:
@@ -660,20 +592,20 @@ class RedisCache(LexigramCache):
 
     def _set_px(self, key: str, data: bytes, px: int | None, xx: bool = False) -> bool:
         if px == 0:  # Django: a timeout <= 0 stores nothing and drops the old value
-            deleted = _call(self._primary, "DEL", key)
+            deleted = self._primary.execute("DEL", key)
             return xx and bool(deleted)
-        return _call(self._primary, *_set_args(key, data, px, xx)) is not None
+        return self._primary.execute(*_set_args(key, data, px, xx)) is not None
 
     def _add_px(self, key: str, data: bytes, px: int | None) -> bool:
         if px == 0:
-            return not _call(self._primary, "EXISTS", key)
-        return _call(self._primary, *_set_args(key, data, px), "NX") is not None
+            return not self._primary.execute("EXISTS", key)
+        return self._primary.execute(*_set_args(key, data, px), "NX") is not None
 
     def _add_unless_live(self, key: str, data: bytes, px: int | None) -> bool:
         """``add`` that also replaces an entry its tags made stale (it reads as absent)."""
         if self._add_px(key, data, px):
             return True
-        old = _call(self._primary, "GET", key)
+        old = self._primary.execute("GET", key)
         if old is None:  # expired meanwhile
             return self._add_px(key, data, px)
         meta = self._tags_of(old)
@@ -692,7 +624,7 @@ class RedisCache(LexigramCache):
 
     def _get_many_raw(self, keys: Sequence[str]) -> list[bytes | None]:
         """One ``MGET``; replies in the order of ``keys``."""
-        replies: list[bytes | None] = _call(self._read_pool(), "MGET", *keys)
+        replies: list[bytes | None] = self._read_pool().execute("MGET", *keys)
         return replies
 
     def _set_many_raw(self, items: Sequence[tuple[str, bytes]], ttl: float | None) -> list[Any]:
@@ -701,19 +633,19 @@ class RedisCache(LexigramCache):
 
     def _set_many_px(self, items: Sequence[tuple[str, bytes]], px: int | None) -> list[Any]:
         if px == 0:
-            _call(self._primary, "DEL", *(key for key, _ in items))
+            self._primary.execute("DEL", *(key for key, _ in items))
             return [None] * len(items)
-        return _errors(_pipeline(self._primary, _set_many_commands(items, px)))
+        return _errors(self._primary.pipeline(_set_many_commands(items, px)))
 
     def _tag_versions_raw(self, keys: Sequence[str], create: bool = True) -> list[int | None]:
         if not create:
-            return [_version(r) for r in _call(self._primary, "MGET", *keys)]
+            return [_version(r) for r in self._primary.execute("MGET", *keys)]
         fresh = [new_version() for _ in keys]
         replies = _eval(self._primary, _TAG_VERSIONS, keys, self._tag_px, *fresh)
         return [_version(r) for r in replies]
 
     async def _aget_raw(self, key: str) -> bytes | None:
-        data: bytes | None = await _acall(self._aread_pool(), "GET", key)
+        data: bytes | None = await self._aread_pool().execute("GET", key)
         return data
 
     async def _aset_raw(
@@ -726,20 +658,20 @@ class RedisCache(LexigramCache):
 
     async def _aset_px(self, key: str, data: bytes, px: int | None, xx: bool = False) -> bool:
         if px == 0:
-            deleted = await _acall(self._aprimary(), "DEL", key)
+            deleted = await self._aprimary().execute("DEL", key)
             return xx and bool(deleted)
-        return await _acall(self._aprimary(), *_set_args(key, data, px, xx)) is not None
+        return await self._aprimary().execute(*_set_args(key, data, px, xx)) is not None
 
     async def _aadd_px(self, key: str, data: bytes, px: int | None) -> bool:
         if px == 0:
-            return not await _acall(self._aprimary(), "EXISTS", key)
-        return await _acall(self._aprimary(), *_set_args(key, data, px), "NX") is not None
+            return not await self._aprimary().execute("EXISTS", key)
+        return await self._aprimary().execute(*_set_args(key, data, px), "NX") is not None
 
     async def _aadd_unless_live(self, key: str, data: bytes, px: int | None) -> bool:
         if await self._aadd_px(key, data, px):
             return True
         ap = self._aprimary()
-        old = await _acall(ap, "GET", key)
+        old = await ap.execute("GET", key)
         if old is None:
             return await self._aadd_px(key, data, px)
         meta = self._tags_of(old)
@@ -748,7 +680,7 @@ class RedisCache(LexigramCache):
         return bool(await _aeval(ap, _REPLACE, [key], old, data, "" if px is None else px))
 
     async def _aget_many_raw(self, keys: Sequence[str]) -> list[bytes | None]:
-        replies: list[bytes | None] = await _acall(self._aread_pool(), "MGET", *keys)
+        replies: list[bytes | None] = await self._aread_pool().execute("MGET", *keys)
         return replies
 
     async def _aset_many_raw(
@@ -759,16 +691,16 @@ class RedisCache(LexigramCache):
     async def _aset_many_px(self, items: Sequence[tuple[str, bytes]], px: int | None) -> list[Any]:
         ap = self._aprimary()
         if px == 0:
-            await _acall(ap, "DEL", *(key for key, _ in items))
+            await ap.execute("DEL", *(key for key, _ in items))
             return [None] * len(items)
-        return _errors(await _apipeline(ap, _set_many_commands(items, px)))
+        return _errors(await ap.pipeline(_set_many_commands(items, px)))
 
     async def _atag_versions_raw(
         self, keys: Sequence[str], create: bool = True
     ) -> list[int | None]:
         ap = self._aprimary()
         if not create:
-            return [_version(r) for r in await _acall(ap, "MGET", *keys)]
+            return [_version(r) for r in await ap.execute("MGET", *keys)]
         fresh = [new_version() for _ in keys]
         replies = await _aeval(ap, _TAG_VERSIONS, keys, self._tag_px, *fresh)
         return [_version(r) for r in replies]
@@ -834,10 +766,10 @@ class RedisCache(LexigramCache):
         px = self._px(timeout)
         try:
             if px is None:  # PERSIST answers 0 for a key that had no expiry: ask EXISTS too
-                return _existed(_pipeline(self._primary, _persist_if_exists(key)))
+                return _existed(self._primary.pipeline(_persist_if_exists(key)))
             if px == 0:
-                return bool(_call(self._primary, "DEL", key))
-            return bool(_call(self._primary, "PEXPIRE", key, px))
+                return bool(self._primary.execute("DEL", key))
+            return bool(self._primary.execute("PEXPIRE", key, px))
         except SERVER_ERRORS as exc:
             result: bool = self.backend_error("touch", exc, False)
             return result
@@ -845,7 +777,7 @@ class RedisCache(LexigramCache):
     def delete(self, key: Any, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            deleted = bool(_call(self._primary, "DEL", key))
+            deleted = bool(self._primary.execute("DEL", key))
         except SERVER_ERRORS as exc:
             result: bool = self.backend_error("delete", exc, False)
             return result
@@ -927,7 +859,7 @@ class RedisCache(LexigramCache):
         if not made:
             return
         try:
-            self._stats.deletes += _call(self._primary, "DEL", *made)
+            self._stats.deletes += self._primary.execute("DEL", *made)
         except SERVER_ERRORS as exc:
             self.backend_error("delete_many", exc)
 
@@ -941,7 +873,7 @@ class RedisCache(LexigramCache):
             if self.key_prefix:
                 self._unlink_matching(self._alias_pattern(), SCAN_COUNT)
             else:
-                _call(self._primary, "FLUSHDB")
+                self._primary.execute("FLUSHDB")
         except SERVER_ERRORS as exc:
             self.backend_error("clear", exc)
 
@@ -1010,10 +942,10 @@ class RedisCache(LexigramCache):
         try:
             ap = self._aprimary()
             if px is None:
-                return _existed(await _apipeline(ap, _persist_if_exists(key)))
+                return _existed(await ap.pipeline(_persist_if_exists(key)))
             if px == 0:
-                return bool(await _acall(ap, "DEL", key))
-            return bool(await _acall(ap, "PEXPIRE", key, px))
+                return bool(await ap.execute("DEL", key))
+            return bool(await ap.execute("PEXPIRE", key, px))
         except SERVER_ERRORS as exc:
             result: bool = self.backend_error("touch", exc, False)
             return result
@@ -1021,7 +953,7 @@ class RedisCache(LexigramCache):
     async def adelete(self, key: Any, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            deleted = bool(await _acall(self._aprimary(), "DEL", key))
+            deleted = bool(await self._aprimary().execute("DEL", key))
         except SERVER_ERRORS as exc:
             result: bool = self.backend_error("delete", exc, False)
             return result
@@ -1097,7 +1029,7 @@ class RedisCache(LexigramCache):
         if not made:
             return
         try:
-            self._stats.deletes += await _acall(self._aprimary(), "DEL", *made)
+            self._stats.deletes += await self._aprimary().execute("DEL", *made)
         except SERVER_ERRORS as exc:
             self.backend_error("delete_many", exc)
 
@@ -1106,7 +1038,7 @@ class RedisCache(LexigramCache):
             if self.key_prefix:
                 await self._aunlink_matching(self._alias_pattern(), SCAN_COUNT)
             else:
-                await _acall(self._aprimary(), "FLUSHDB")
+                await self._aprimary().execute("FLUSHDB")
         except SERVER_ERRORS as exc:
             self.backend_error("clear", exc)
 
@@ -1114,13 +1046,17 @@ class RedisCache(LexigramCache):
         """Close this event loop's connections to our servers (sync pools stay open)."""
         mine = _loop_pools.get(asyncio.get_running_loop(), {}).pop(self._pools_id, None)
         for ap in mine or ():
-            await ap.pool.aclose()
+            await ap.aclose()
 
     # -- django-redis's extensions ---------------------------------------------------------
 
     def get_client(self, key: Any = None, *, write: bool = True) -> redis.Redis:
-        """A ``redis.Redis`` on this alias's pool, for raw commands (keys are not made)."""
-        pool = self._primary if write else self._read_pool()
+        """A ``redis.Redis`` for raw commands (keys are not made), on redis-py's own pool.
+
+        That pool has this alias's settings and bound, and opens its own connections on
+        first use (the backend's commands go through the leaner ``SyncPool``).
+        """
+        pool = (self._primary if write else self._read_pool()).redis_pool
         client = self._clients.get(id(pool))
         if client is None:
             client = self._clients[id(pool)] = redis.Redis(connection_pool=pool)
@@ -1129,7 +1065,7 @@ class RedisCache(LexigramCache):
     def aget_client(self, *, write: bool = True) -> redis.asyncio.Redis:
         """A ``redis.asyncio.Redis`` on this loop's pool (call from inside the loop)."""
         ap = self._aprimary() if write else self._aread_pool()
-        return redis.asyncio.Redis(connection_pool=ap.pool)
+        return redis.asyncio.Redis(connection_pool=ap.redis_pool)
 
     def ttl(self, key: Any, version: int | None = None) -> int | None:
         """Seconds left; None if the key never expires; 0 if it does not exist."""
@@ -1142,7 +1078,7 @@ class RedisCache(LexigramCache):
     def _remaining(self, command: str, key: Any, version: int | None) -> int | None:
         key = self.make_and_validate_key(key, version)
         try:
-            left = int(_call(self._read_pool(), command, key))
+            left = int(self._read_pool().execute(command, key))
         except SERVER_ERRORS as exc:
             return self.backend_error(command.lower(), exc, 0)  # type: ignore[no-any-return]
         return None if left == -1 else max(left, 0)
@@ -1155,7 +1091,7 @@ class RedisCache(LexigramCache):
         """Set a key's timeout in milliseconds."""
         key = self.make_and_validate_key(key, version)
         try:
-            return bool(_call(self._primary, "PEXPIRE", key, int(timeout)))
+            return bool(self._primary.execute("PEXPIRE", key, int(timeout)))
         except SERVER_ERRORS as exc:
             result: bool = self.backend_error("pexpire", exc, False)
             return result
@@ -1164,7 +1100,7 @@ class RedisCache(LexigramCache):
         """Remove a key's timeout; True if it had one (Redis ``PERSIST``)."""
         key = self.make_and_validate_key(key, version)
         try:
-            return bool(_call(self._primary, "PERSIST", key))
+            return bool(self._primary.execute("PERSIST", key))
         except SERVER_ERRORS as exc:
             result: bool = self.backend_error("persist", exc, False)
             return result
@@ -1206,7 +1142,7 @@ class RedisCache(LexigramCache):
     async def _aremaining(self, command: str, key: Any, version: int | None) -> int | None:
         key = self.make_and_validate_key(key, version)
         try:
-            left = int(await _acall(self._aread_pool(), command, key))
+            left = int(await self._aread_pool().execute(command, key))
         except SERVER_ERRORS as exc:
             return self.backend_error(command.lower(), exc, 0)  # type: ignore[no-any-return]
         return None if left == -1 else max(left, 0)
@@ -1217,7 +1153,7 @@ class RedisCache(LexigramCache):
     async def apexpire(self, key: Any, timeout: int, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            return bool(await _acall(self._aprimary(), "PEXPIRE", key, int(timeout)))
+            return bool(await self._aprimary().execute("PEXPIRE", key, int(timeout)))
         except SERVER_ERRORS as exc:
             result: bool = self.backend_error("pexpire", exc, False)
             return result
@@ -1225,7 +1161,7 @@ class RedisCache(LexigramCache):
     async def apersist(self, key: Any, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            return bool(await _acall(self._aprimary(), "PERSIST", key))
+            return bool(await self._aprimary().execute("PERSIST", key))
         except SERVER_ERRORS as exc:
             result: bool = self.backend_error("persist", exc, False)
             return result
@@ -1284,19 +1220,19 @@ class RedisCache(LexigramCache):
         return unmake
 
     @staticmethod
-    def _scan(pool: redis.ConnectionPool, pattern: str, count: int) -> Iterator[bytes]:
+    def _scan(pool: SyncPool, pattern: str, count: int) -> Iterator[bytes]:
         cursor: Any = 0
         while True:
-            cursor, found = _call(pool, "SCAN", cursor, "MATCH", pattern, "COUNT", count)
+            cursor, found = pool.execute("SCAN", cursor, "MATCH", pattern, "COUNT", count)
             yield from found
             if int(cursor) == 0:
                 return
 
     @staticmethod
-    async def _ascan(ap: _AsyncPool, pattern: str, count: int) -> AsyncIterator[bytes]:
+    async def _ascan(ap: AsyncPool, pattern: str, count: int) -> AsyncIterator[bytes]:
         cursor: Any = 0
         while True:
-            cursor, found = await _acall(ap, "SCAN", cursor, "MATCH", pattern, "COUNT", count)
+            cursor, found = await ap.execute("SCAN", cursor, "MATCH", pattern, "COUNT", count)
             for key in found:
                 yield key
             if int(cursor) == 0:
@@ -1309,10 +1245,10 @@ class RedisCache(LexigramCache):
         for key in self._scan(self._primary, pattern, count):
             batch.append(key)
             if len(batch) >= count:
-                deleted += _call(self._primary, "UNLINK", *batch)
+                deleted += self._primary.execute("UNLINK", *batch)
                 batch = []
         if batch:
-            deleted += _call(self._primary, "UNLINK", *batch)
+            deleted += self._primary.execute("UNLINK", *batch)
         return deleted
 
     async def _aunlink_matching(self, pattern: str, count: int) -> int:
@@ -1322,10 +1258,10 @@ class RedisCache(LexigramCache):
         async for key in self._ascan(ap, pattern, count):
             batch.append(key)
             if len(batch) >= count:
-                deleted += await _acall(ap, "UNLINK", *batch)
+                deleted += await ap.execute("UNLINK", *batch)
                 batch = []
         if batch:
-            deleted += await _acall(ap, "UNLINK", *batch)
+            deleted += await ap.execute("UNLINK", *batch)
         return deleted
 
     # -- primitives for stampede protection, locks and tags ----------------------------
@@ -1369,7 +1305,7 @@ class RedisCache(LexigramCache):
 
     def _lock_owner(self, key: str) -> str | None:
         try:
-            data = _call(self._primary, "GET", key)
+            data = self._primary.execute("GET", key)
         except SERVER_ERRORS as exc:
             return self.backend_error("lock owner", exc, None)  # type: ignore[no-any-return]
         return None if data is None else bytes(data).decode(errors="replace")
@@ -1431,7 +1367,7 @@ class RedisCache(LexigramCache):
 
     async def _alock_owner(self, key: str) -> str | None:
         try:
-            data = await _acall(self._aprimary(), "GET", key)
+            data = await self._aprimary().execute("GET", key)
         except SERVER_ERRORS as exc:
             return self.backend_error("lock owner", exc, None)  # type: ignore[no-any-return]
         return None if data is None else bytes(data).decode(errors="replace")
