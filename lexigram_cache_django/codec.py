@@ -27,6 +27,7 @@ or ``COMPRESSOR`` changed still read back.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from .compression import Compressor, decompressor_for
@@ -41,6 +42,8 @@ _PLAIN_STR = _MARK | _SID_STR  # header of an uncompressed str without metadata
 #: First byte of a plain ``str`` entry (no compression, no metadata): batch readers may
 #: decode ``data[1:]`` as UTF-8 ("surrogatepass") without a call per value.
 PLAIN_STR_HEADER = _PLAIN_STR
+_PLAIN_STR_PREFIX = bytes((_PLAIN_STR,))
+_ONLY_STR = {str}
 _META_LEN = struct.Struct(">I")
 _META_HEAD = struct.Struct(">ddH")
 
@@ -133,6 +136,25 @@ class Codec:
             return bytes((header,)) + data
         m = pack_meta(meta)
         return b"".join((bytes((header | _META,)), _META_LEN.pack(len(m)), m, data))
+
+    def encode_many(self, values: Sequence[Any], meta: EntryMeta | None = None) -> list[bytes]:
+        """:meth:`encode` of each value, in order.
+
+        A batch of plain ``str`` values that none of them needs compressing (the
+        commonest ``set_many``) is encoded by C-level passes instead of a call per value:
+        the UTF-8 bytes behind the plain-str header, as :meth:`encode` writes them.
+        """
+        if meta is None and values and set(map(type, values)) == _ONLY_STR:
+            try:
+                data = list(map(str.encode, values))
+            except UnicodeEncodeError:  # a lone surrogate: encode() writes it "surrogatepass"
+                pass
+            else:
+                limit = self.compress_min_bytes
+                if limit is None or max(map(len, data)) < limit:
+                    return list(map(_PLAIN_STR_PREFIX.__add__, data))
+        encode = self.encode
+        return [encode(value, meta) for value in values]
 
     @staticmethod
     def compress_encoded(data: bytes, compressor: Compressor) -> bytes:

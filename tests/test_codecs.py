@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from django.test import override_settings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lexigram_cache_django.backends.base import build_codec
 from lexigram_cache_django.codec import Codec, EntryMeta
@@ -295,3 +297,40 @@ def test_reserved_serializer_ids_are_refused() -> None:
 
     with pytest.raises(CacheConfigurationError, match="reserved"):
         Codec(Clash())
+
+
+# -- batches ---------------------------------------------------------------------------
+
+_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
+_COMPRESSIBLE = _TEXT.map(lambda text: (text or "x") * 30)
+_VALUES = st.one_of(
+    _TEXT, _COMPRESSIBLE, st.integers(), st.binary(max_size=20), st.none(), st.lists(_TEXT)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.one_of(_TEXT, _VALUES), max_size=30), threshold=st.sampled_from([None, 8])
+)
+def test_encode_many_writes_what_encode_writes(values: list[Any], threshold: int | None) -> None:
+    """The all-str fast path must be byte for byte the one-value path (surrogates too)."""
+    c = codec() if threshold is None else codec(COMPRESS_MIN_BYTES=threshold)
+    assert c.encode_many(values) == [c.encode(v) for v in values]
+    meta = EntryMeta(tags=(("t", 1),))
+    assert c.encode_many(values, meta) == [c.encode(v, meta) for v in values]
+    assert [c.decode(d) for d in c.encode_many(values)] == values
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.one_of(_TEXT, _COMPRESSIBLE), min_size=1, max_size=30))
+def test_encode_many_of_plain_strings(values: list[str]) -> None:
+    c = codec(COMPRESS_MIN_BYTES=64)
+    encoded = c.encode_many(values)
+    assert encoded == [c.encode(v) for v in values]
+    assert [c.decode(d) for d in encoded] == values
+
+
+def test_encode_many_compresses_a_long_string_among_short_ones() -> None:
+    c = codec(COMPRESS_MIN_BYTES=100)
+    encoded = c.encode_many(["short", "repeated text " * 50, "also short"])
+    assert [_compressor_id(d) for d in encoded] == [0, 1, 0]

@@ -241,17 +241,25 @@ class LexigramCache(BaseCache):
         return final
 
     def make_keys(self, keys: Iterable[Any], version: int | None = None) -> dict[str, Any]:
-        """``{final key: caller's key}`` for a batch; memoized keys cost one C-level lookup."""
+        """``{final key: caller's key}`` for a batch (see :meth:`make_key_list`)."""
+        keys = keys if isinstance(keys, list | tuple) else list(keys)
+        return dict(zip(self.make_key_list(keys, version), keys))
+
+    def make_key_list(self, keys: Sequence[Any], version: int | None = None) -> list[str]:
+        """The final keys of a batch, in order; memoized keys cost one C-level lookup each.
+
+        ``all()`` tells that every key was memoized (a final key is never empty) at a
+        fraction of the cost of looking for ``None`` among them.
+        """
         if version is None:
-            keys = keys if isinstance(keys, list | tuple) else list(keys)
             try:
                 finals: list[str | None] = list(map(self._default_key_memo.get, keys))
             except TypeError:  # an unhashable key among them
-                finals = [None]
-            if None not in finals:
-                return dict(zip(finals, keys))  # type: ignore[arg-type]  # no None left
+                finals = []
+            if finals and all(finals):
+                return finals  # type: ignore[return-value]  # no None left
         make = self.make_and_validate_key
-        return {make(key, version): key for key in keys}
+        return [make(key, version) for key in keys]
 
     def _make_and_validate_uncached(self, key: Any, version: int | None) -> str:
         final: str = self.make_key(key, version=version)

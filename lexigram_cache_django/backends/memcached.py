@@ -521,7 +521,7 @@ class MemcachedCache(LexigramCache):
         return entry
 
     def _decode_found(
-        self, found: Mapping[str, bytes], key_map: Mapping[str, Any]
+        self, found: Mapping[str, bytes], made: Sequence[str], keys: Sequence[Any]
     ) -> tuple[dict[Any, Any], list[tuple[Any, EntryMeta]]]:
         """Values under the caller's keys, and the tagged ones to check (one loop: hot)."""
         decode = self.codec.decode_entry
@@ -529,18 +529,18 @@ class MemcachedCache(LexigramCache):
         learn = hints.learn
         values: dict[Any, Any] = {}
         tagged: list[tuple[Any, EntryMeta]] = []
-        for key, original in key_map.items():
+        for key, original in zip(made, keys):
             data = found.get(key)
             if data is None:
                 continue
             if data[0] == PLAIN_STR_HEADER:  # the commonest value, without a call
                 try:
-                    values[original] = data[1:].decode("utf-8", "surrogatepass")
+                    values[original] = data[1:].decode()
                     if hints:
                         learn(key, ())
                     continue
                 except UnicodeDecodeError:
-                    pass  # decode_entry reports it
+                    pass  # lone surrogates (decode_entry allows them) or invalid: reported
             try:
                 value, meta = decode(data)
             except CacheDecodeError as exc:
@@ -617,6 +617,11 @@ class MemcachedCache(LexigramCache):
     def _count(self, requested: int, found: int) -> None:
         self._stats.hits += found
         self._stats.misses += requested - found
+
+    def _count_batch(self, made: Sequence[str], found: int) -> None:
+        """Hits and misses of a batch, each distinct key once (a batch may name one twice)."""
+        requested = len(made) if found == len(made) else len(set(made))
+        self._count(max(requested, found), found)
 
     def _versions_from(
         self, keys: Sequence[str], records: Mapping[str, bytes]
@@ -766,12 +771,13 @@ class MemcachedCache(LexigramCache):
         return self.incr(key, -delta, version)
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        key_map = self.make_keys(keys, version)
-        if not key_map:
+        keys = keys if isinstance(keys, list | tuple) else list(keys)
+        if not keys:
             return {}
+        made = self.make_key_list(keys, version)
         try:
-            found, hinted = self._read_hinted(list(key_map))
-            values, tagged = self._decode_found(found, key_map)
+            found, hinted = self._read_hinted(made)
+            values, tagged = self._decode_found(found, made, keys)
             if tagged:
                 missing = self._unfetched(tagged, hinted)
                 if missing:
@@ -779,7 +785,7 @@ class MemcachedCache(LexigramCache):
                 self._drop_stale(values, tagged, found)
         except SERVER_ERRORS as exc:
             return dict(self.backend_error("get_many", exc, {}))
-        self._count(len(key_map), len(values))
+        self._count_batch(made, len(values))
         return values
 
     def set_many(
@@ -792,35 +798,37 @@ class MemcachedCache(LexigramCache):
     ) -> list[Any]:
         try:
             meta = self._meta_for_tags(tags) if tags is not None else None
-            originals, encoded, too_large = self._encode_many(data, version, meta)
+            made, encoded, too_large = self._encode_many(data, version, meta)
             self._learn_tags(encoded, meta)
             failed = self._set_many_raw(encoded, self.get_backend_timeout(timeout))
         except SERVER_ERRORS as exc:
             return list(self.backend_error("set_many", exc, list(data)))
-        return self._finish_set_many(originals, encoded, failed, too_large)
+        return self._finish_set_many(made, data, encoded, failed, too_large)
 
     def _encode_many(
         self, data: Mapping[Any, Any], version: int | None, meta: EntryMeta | None
-    ) -> tuple[dict[str, Any], dict[str, bytes], dict[str, ValueTooLargeError]]:
-        """Made keys to the caller's, payloads, and the values too large to store (hot)."""
-        encode, limit = self.codec.encode, self.max_item_bytes
-        originals = self.make_keys(data, version)
-        encoded: dict[str, bytes] = {}
+    ) -> tuple[list[str], dict[str, bytes], dict[str, ValueTooLargeError]]:
+        """Made keys (in ``data``'s order), payloads, and the values too large to store."""
+        made = self.make_key_list(list(data), version)
+        payloads = self.codec.encode_many(list(data.values()), meta)
         too_large: dict[str, ValueTooLargeError] = {}
-        for key, original in originals.items():
-            payload = encode(data[original], meta)
-            if len(payload) > limit:
-                try:
-                    payload = self._compress_to_fit(payload)
-                except ValueTooLargeError as exc:
-                    too_large[key] = exc
-                    continue
-            encoded[key] = payload
-        return originals, encoded, too_large
+        limit = self.max_item_bytes
+        if payloads and max(map(len, payloads)) > limit:
+            for i, payload in enumerate(payloads):
+                if len(payload) > limit:
+                    try:
+                        payloads[i] = self._compress_to_fit(payload)
+                    except ValueTooLargeError as exc:
+                        too_large[made[i]] = exc
+        encoded = dict(zip(made, payloads))
+        for key in too_large:
+            del encoded[key]
+        return made, encoded, too_large
 
     def _finish_set_many(
         self,
-        originals: dict[str, Any],
+        made: list[str],
+        data: Mapping[Any, Any],
         encoded: dict[str, bytes],
         failed: list[str],
         too_large: dict[str, ValueTooLargeError],
@@ -832,7 +840,10 @@ class MemcachedCache(LexigramCache):
                 self._discard(key)
             failed = failed + list(too_large)
             self.backend_error("set_many", next(iter(too_large.values())), None)
-        return [originals[key] for key in failed]
+        if not failed:
+            return []
+        owners = dict(zip(made, data))
+        return [owners[key] for key in failed]
 
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         made = [self.make_and_validate_key(key, version) for key in keys]
@@ -941,12 +952,13 @@ class MemcachedCache(LexigramCache):
         return await self.aincr(key, -delta, version)
 
     async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        key_map = self.make_keys(keys, version)
-        if not key_map:
+        keys = keys if isinstance(keys, list | tuple) else list(keys)
+        if not keys:
             return {}
+        made = self.make_key_list(keys, version)
         try:
-            found, hinted = await self._aread_hinted(list(key_map))
-            values, tagged = self._decode_found(found, key_map)
+            found, hinted = await self._aread_hinted(made)
+            values, tagged = self._decode_found(found, made, keys)
             if tagged:
                 missing = self._unfetched(tagged, hinted)
                 if missing:
@@ -954,7 +966,7 @@ class MemcachedCache(LexigramCache):
                 self._drop_stale(values, tagged, found)
         except SERVER_ERRORS as exc:
             return dict(self.backend_error("get_many", exc, {}))
-        self._count(len(key_map), len(values))
+        self._count_batch(made, len(values))
         return values
 
     async def aset_many(
@@ -967,14 +979,14 @@ class MemcachedCache(LexigramCache):
     ) -> list[Any]:
         try:
             meta = await self._ameta_for_tags(tags) if tags is not None else None
-            originals, encoded, too_large = self._encode_many(data, version, meta)
+            made, encoded, too_large = self._encode_many(data, version, meta)
             self._learn_tags(encoded, meta)
             failed = await self._aset_many_raw(encoded, self.get_backend_timeout(timeout))
         except SERVER_ERRORS as exc:
             return list(self.backend_error("set_many", exc, list(data)))
         if too_large:  # _finish_set_many deletes their old entries: keep that off the loop
-            return await _offload(self._finish_set_many, originals, encoded, failed, too_large)
-        return self._finish_set_many(originals, encoded, failed, too_large)
+            return await _offload(self._finish_set_many, made, data, encoded, failed, too_large)
+        return self._finish_set_many(made, data, encoded, failed, too_large)
 
     async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         made = [self.make_and_validate_key(key, version) for key in keys]

@@ -270,7 +270,6 @@ class MemoryCache(LexigramCache):
         made = [(k, self.make_and_validate_key(k, version)) for k in keys]
         found: dict[Any, Any] = {}
         store = self._store
-        hits = 0
         with store.lock:
             now = time.time()
             for original, key in made:
@@ -278,9 +277,11 @@ class MemoryCache(LexigramCache):
                 if entry is not None:
                     store.data.move_to_end(key)
                     found[original] = entry
-                    hits += 1
+            # Each distinct key once, as on every backend (a batch may name a key twice).
+            hits = len(found)
+            requested = len(made) if hits == len(made) else len({key for _, key in made})
             self._stats.hits += hits
-            self._stats.misses += len(made) - hits
+            self._stats.misses += max(requested - hits, 0)
         for original, entry in found.items():
             if entry.pickled:
                 found[original] = pickle.loads(entry.value)

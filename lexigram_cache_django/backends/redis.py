@@ -446,7 +446,7 @@ class RedisCache(LexigramCache):
         if not hinted:
             if len(keys) == 1:
                 return [self._read_pool().execute("GET", keys[0])], None
-            return list(self._read_pool().execute("MGET", *keys)), None
+            return self._read_pool().execute("MGET", *keys), None
         replies = self._primary.execute("MGET", *keys, *hinted)
         n = len(keys)
         return replies[:n], dict(zip(hinted, map(_version, replies[n:])))
@@ -458,27 +458,27 @@ class RedisCache(LexigramCache):
         if not hinted:
             if len(keys) == 1:
                 return [await self._aread_pool().execute("GET", keys[0])], None
-            return list(await self._aread_pool().execute("MGET", *keys)), None
+            return await self._aread_pool().execute("MGET", *keys), None
         replies = await self._aprimary().execute("MGET", *keys, *hinted)
         n = len(keys)
         return replies[:n], dict(zip(hinted, map(_version, replies[n:])))
 
     def _decode_many(
-        self, made: Mapping[str, Any], replies: Sequence[Any]
+        self, made: Sequence[str], keys: Sequence[Any], replies: Sequence[Any]
     ) -> tuple[dict[Any, Any], dict[str, Entry]]:
-        """MGET replies as ``{original key: value}``, plus the tagged entries to check."""
+        """MGET replies as ``{caller's key: value}``, plus the tagged entries to check."""
         decode = self.codec.decode_entry
         found: dict[Any, Any] = {}
         tagged: dict[str, Entry] = {}
-        for (key, original), data in zip(made.items(), replies):
+        for key, original, data in zip(made, keys, replies):
             if data is None:
                 continue
             if data[0] == PLAIN_STR_HEADER:  # the commonest value, without a call
                 try:
-                    found[original] = data[1:].decode("utf-8", "surrogatepass")
+                    found[original] = data[1:].decode()
                     continue
                 except UnicodeDecodeError:
-                    pass  # decode_entry reports it
+                    pass  # lone surrogates (decode_entry allows them) or invalid: reported
             try:
                 value, meta = decode(data)
             except CacheDecodeError as exc:
@@ -491,13 +491,22 @@ class RedisCache(LexigramCache):
         return found, tagged
 
     def _found(
-        self, made: Mapping[str, Any], found: dict[Any, Any], fresh: Mapping[str, Entry]
+        self,
+        made: Sequence[str],
+        keys: Sequence[Any],
+        found: dict[Any, Any],
+        fresh: Mapping[str, Entry],
     ) -> dict[Any, Any]:
         """Merge the tagged entries that are still fresh; count hits and misses."""
-        for key, (value, _) in fresh.items():
-            found[made[key]] = value
-        self._stats.hits += len(found)
-        self._stats.misses += len(made) - len(found)
+        if fresh:
+            owners = dict(zip(made, keys))
+            for key, (value, _) in fresh.items():
+                found[owners[key]] = value
+        hits = len(found)
+        # Misses among the distinct keys asked for (a batch may name a key twice).
+        requested = len(made) if hits == len(made) else len(set(made))
+        self._stats.hits += hits
+        self._stats.misses += max(requested - hits, 0)
         return found
 
     def _drop_stale(self, entries: dict[str, Entry], records: Mapping[str, int | None]) -> None:
@@ -818,18 +827,19 @@ class RedisCache(LexigramCache):
         return self.incr(key, -delta, version)
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        made = self.make_keys(keys, version)
-        if not made:
+        keys = keys if isinstance(keys, list | tuple) else list(keys)
+        if not keys:
             return {}
+        made = self.make_key_list(keys, version)
         try:
-            replies, records = self._read_hinted(list(made))
-            found, tagged = self._decode_many(made, replies)
+            replies, records = self._read_hinted(made)
+            found, tagged = self._decode_many(made, keys, replies)
             if tagged:
                 self._fresh(tagged, records)
         except SERVER_ERRORS as exc:
             result: dict[Any, Any] = self.backend_error("get_many", exc, {})
             return result
-        return self._found(made, found, tagged)
+        return self._found(made, keys, found, tagged)
 
     def set_many(
         self,
@@ -845,9 +855,9 @@ class RedisCache(LexigramCache):
         originals = list(data)
         try:
             meta = self._meta_for(tags)
-            encode, make_key = self.codec.encode, self.make_and_validate_key
-            items = [(make_key(k, version), encode(v, meta)) for k, v in data.items()]
-            self._learn_tags((k for k, _ in items), meta)
+            made = self.make_key_list(originals, version)
+            items = list(zip(made, self.codec.encode_many(list(data.values()), meta)))
+            self._learn_tags(made, meta)
             errors = self._set_many_px(items, self._px(timeout))
         except SERVER_ERRORS as exc:
             result: list[Any] = self.backend_error("set_many", exc, originals)
@@ -989,18 +999,19 @@ class RedisCache(LexigramCache):
         return await self.aincr(key, -delta, version)
 
     async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        made = self.make_keys(keys, version)
-        if not made:
+        keys = keys if isinstance(keys, list | tuple) else list(keys)
+        if not keys:
             return {}
+        made = self.make_key_list(keys, version)
         try:
-            replies, records = await self._aread_hinted(list(made))
-            found, tagged = self._decode_many(made, replies)
+            replies, records = await self._aread_hinted(made)
+            found, tagged = self._decode_many(made, keys, replies)
             if tagged:
                 await self._afresh(tagged, records)
         except SERVER_ERRORS as exc:
             result: dict[Any, Any] = self.backend_error("get_many", exc, {})
             return result
-        return self._found(made, found, tagged)
+        return self._found(made, keys, found, tagged)
 
     async def aset_many(
         self,
@@ -1015,9 +1026,9 @@ class RedisCache(LexigramCache):
         originals = list(data)
         try:
             meta = await self._ameta_for(tags)
-            encode, make_key = self.codec.encode, self.make_and_validate_key
-            items = [(make_key(k, version), encode(v, meta)) for k, v in data.items()]
-            self._learn_tags((k for k, _ in items), meta)
+            made = self.make_key_list(originals, version)
+            items = list(zip(made, self.codec.encode_many(list(data.values()), meta)))
+            self._learn_tags(made, meta)
             errors = await self._aset_many_px(items, self._px(timeout))
         except SERVER_ERRORS as exc:
             result: list[Any] = self.backend_error("set_many", exc, originals)
