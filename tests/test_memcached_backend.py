@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 from django.core.cache.backends.base import InvalidCacheKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pymemcache.client.base import Client
-from pymemcache.exceptions import MemcacheClientError
+from pymemcache.exceptions import MemcacheClientError, MemcacheIllegalInputError
 
 from lexigram_cache_django.backends import memcached as mc
 from lexigram_cache_django.backends.memcached import MemcachedCache, MemcachedIncrError
@@ -427,3 +429,29 @@ def test_get_or_set_entries_expire_on_time_and_outlive_it_on_the_server(
     assert cache.get("k") is None  # past its exact expiry, whatever the server does
     assert cache.get_many(["k"]) == {}
     assert cache.get_or_set("k", lambda: "again", 60) == "again"
+
+
+# -- the key check behind every command --------------------------------------------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    key=st.one_of(
+        st.text(st.characters(codec=None, exclude_categories=()), max_size=260),
+        st.text(alphabet=" \t\r\n\x00\x0b\x0c\x7f\xa0\u2028az:", max_size=20),
+        st.text(min_size=240, max_size=260),
+        st.binary(max_size=30),
+    ),
+    unicode_keys=st.booleans(),
+)
+def test_the_fast_key_check_agrees_with_pymemcaches(key: Any, unicode_keys: bool) -> None:
+    """Same bytes for every key pymemcache accepts; the same refusal for every other."""
+    ours = mc._Client(("127.0.0.1", 1), allow_unicode_keys=unicode_keys)
+    theirs = Client(("127.0.0.1", 1), allow_unicode_keys=unicode_keys)
+    try:
+        expected = theirs.check_key(key, b"")
+    except MemcacheIllegalInputError:
+        with pytest.raises(MemcacheIllegalInputError):
+            ours.check_key(key, b"")
+    else:
+        assert ours.check_key(key, b"") == expected

@@ -34,6 +34,7 @@ from typing import Any, NoReturn, TypeVar
 import pymemcache
 from django.core.cache.backends.base import (
     DEFAULT_TIMEOUT,
+    MEMCACHE_MAX_KEY_LENGTH,
     InvalidCacheKey,
     memcache_key_warnings,
 )
@@ -142,11 +143,38 @@ def _version(data: bytes | None) -> int | None:
         return None
 
 
+class _Client(Client):
+    """pymemcache's Client with a cheaper check of keys that cannot be unsafe.
+
+    pymemcache checks every key of every command in Python (encode, split on whitespace,
+    length and NUL tests): about 0.5 us a key, a sixth of a 100-key ``get_many``. A
+    ``str`` key with no space whose characters are all printable holds no whitespace,
+    NUL or control character, so encoding it and checking its length is the whole check.
+    Any other key gets pymemcache's own.
+    """
+
+    def check_key(self, key: Any, key_prefix: bytes) -> bytes:
+        if (
+            type(key) is str
+            and not key_prefix
+            and " " not in key
+            and key.isprintable()
+            and (self.allow_unicode_keys or key.isascii())
+        ):
+            data = key.encode()
+            if len(data) <= MEMCACHE_MAX_KEY_LENGTH:
+                return data
+        checked: bytes = super().check_key(key, key_prefix)
+        return checked
+
+
 class _HashClient(HashClient):
     """HashClient whose delete_many sends one pipelined batch per server.
 
     pymemcache's HashClient.delete_many makes one round trip per key.
     """
+
+    client_class = _Client
 
     def delete_many(self, keys: Iterable[str], *args: Any, **kwargs: Any) -> bool:
         batches: dict[Any, list[str]] = defaultdict(list)
@@ -255,7 +283,7 @@ class MemcachedCache(LexigramCache):
             return _HashClient(self._servers, **kwargs)
         for name in _HASH_CLIENT_ONLY:
             kwargs.pop(name, None)
-        return Client(normalize_server_spec(self._servers[0]), **kwargs)
+        return _Client(normalize_server_spec(self._servers[0]), **kwargs)
 
     def get_client(self) -> Any:
         """This thread's pymemcache client (``Client`` or ``HashClient``), for raw commands."""
