@@ -76,6 +76,24 @@ def pack_meta(meta: EntryMeta) -> bytes:
     return head + "\0".join(f"{name}\0{version}" for name, version in meta.tags).encode()
 
 
+#: Metadata already parsed, by its bytes. Entries written together (one set_many, or the
+#: same tags at the same versions) carry the same bytes, and EntryMeta is immutable, so a
+#: tagged read skips the parse. Cleared wholesale when full.
+_META_MEMO: dict[bytes, EntryMeta] = {}
+_META_MEMO_SIZE = 4096
+
+
+def unpack_meta_memoized(data: bytes) -> EntryMeta:
+    """:func:`unpack_meta`, remembering the result for the same bytes."""
+    meta = _META_MEMO.get(data)
+    if meta is None:
+        meta = unpack_meta(data)
+        if len(_META_MEMO) >= _META_MEMO_SIZE:
+            _META_MEMO.clear()
+        _META_MEMO[data] = meta
+    return meta
+
+
 def unpack_meta(data: bytes | memoryview) -> EntryMeta:
     try:
         delta, expires, count = _META_HEAD.unpack_from(data, 0)
@@ -200,7 +218,8 @@ class Codec:
                 f"entry was written by serializer id {(header >> 4) & 0x7}, this alias uses "
                 f"{self.serializer.name} (id {self.serializer.id})"
             )
-        view = memoryview(data)
+        # Slices of bytes are bytes (one copy); a bytearray or memoryview is copied once.
+        view = data if isinstance(data, bytes) else memoryview(data)
         pos = 1
         meta = None
         if header & _META:
@@ -208,9 +227,9 @@ class Codec:
                 (length,) = _META_LEN.unpack_from(view, 1)
             except struct.error as exc:
                 raise CacheDecodeError("truncated entry metadata") from exc
-            meta = unpack_meta(view[5 : 5 + length])
+            meta = unpack_meta_memoized(bytes(view[5 : 5 + length]))
             pos = 5 + length
-        body = bytes(view[pos:]) if pos > 1 or not isinstance(data, bytes) else data[1:]
+        body = bytes(view[pos:])
         cid = (header >> 2) & 0x3
         if cid:
             body = decompressor_for(cid).decompress(body)
@@ -229,4 +248,4 @@ class Codec:
         if not data or data[0] < _MARK or not data[0] & _META:
             return None
         (length,) = _META_LEN.unpack_from(data, 1)
-        return unpack_meta(memoryview(data)[5 : 5 + length])
+        return unpack_meta_memoized(data[5 : 5 + length])

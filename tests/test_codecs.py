@@ -334,3 +334,29 @@ def test_encode_many_compresses_a_long_string_among_short_ones() -> None:
     c = codec(COMPRESS_MIN_BYTES=100)
     encoded = c.encode_many(["short", "repeated text " * 50, "also short"])
     assert [_compressor_id(d) for d in encoded] == [0, 1, 0]
+
+
+def test_metadata_memo_gives_what_parsing_gives_and_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lexigram_cache_django import codec as codec_module
+
+    monkeypatch.setattr(codec_module, "_META_MEMO", {})
+    monkeypatch.setattr(codec_module, "_META_MEMO_SIZE", 3)
+    c = codec()
+    metas = [EntryMeta(tags=(("t", i), ("u", 7)), delta=0.5, expires=0.0) for i in range(5)]
+    for meta in metas:
+        data = c.encode("value", meta)
+        assert c.decode_entry(data) == ("value", meta)
+        assert c.decode_entry(data)[1] is c.decode_entry(data)[1]  # parsed once
+        assert Codec.read_meta(data) == meta
+    assert len(codec_module._META_MEMO) <= 3
+
+
+def test_corrupt_metadata_is_refused_every_time_not_remembered() -> None:
+    c = codec()
+    data = bytearray(c.encode("value", EntryMeta(tags=(("t", 1),))))
+    data[5 + 8 + 8] = 9  # the tag count no longer matches the tags that follow
+    for _ in range(2):
+        with pytest.raises(CacheDecodeError, match="tag count"):
+            c.decode_entry(bytes(data))

@@ -29,6 +29,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from operator import itemgetter
 from typing import Any, NoReturn, TypeVar
 
 import pymemcache
@@ -50,6 +51,7 @@ from .base import LexigramCache
 
 _T = TypeVar("_T")
 Entry = tuple[Any, EntryMeta | None]
+_first = itemgetter(0)  # a tag's record key, from its (key, version) pair
 
 
 def _load_emcache() -> Any:
@@ -1034,18 +1036,16 @@ class MemcachedCache(LexigramCache):
 
     def _get_entry(self, key: str) -> Entry | None:
         try:
-            found, hinted = self._read_hinted([key])
-            data = found.get(key)
-            entry = None if data is None else self._decode(key, data)
-            meta = None if entry is None else entry[1]
-            if entry is not None:
-                self._learn_tags((key,), meta)
-            if meta is not None and meta.tags:
-                missing = self._unfetched([(key, meta)], hinted)
-                records = {**found, **self._get_many_raw(missing)} if missing else found
-                if self._is_stale(meta, records):
-                    self._stats.stale_by_tag += 1
-                    entry = None
+            hint = self._tag_hints.get(key)
+            if hint:  # the entry and its tag records in one get_many
+                found = self._get_many_raw([key, *hint])
+            else:
+                data = self._get_raw(key)
+                found = {} if data is None else {key: data}
+            entry, missing = self._entry_in(key, hint, found)
+            if missing:
+                found = {**found, **self._get_many_raw(missing)}
+            entry = self._unless_stale(entry, found)
         except SERVER_ERRORS as exc:
             return self.backend_error("get", exc, None)  # type: ignore[no-any-return]
         self._count(1, entry is not None)
@@ -1053,21 +1053,46 @@ class MemcachedCache(LexigramCache):
 
     async def _aget_entry(self, key: str) -> Entry | None:
         try:
-            found, hinted = await self._aread_hinted([key])
-            data = found.get(key)
-            entry = None if data is None else self._decode(key, data)
-            meta = None if entry is None else entry[1]
-            if entry is not None:
-                self._learn_tags((key,), meta)
-            if meta is not None and meta.tags:
-                missing = self._unfetched([(key, meta)], hinted)
-                records = {**found, **await self._aget_many_raw(missing)} if missing else found
-                if self._is_stale(meta, records):
-                    self._stats.stale_by_tag += 1
-                    entry = None
+            hint = self._tag_hints.get(key)
+            if hint:
+                found = await self._aget_many_raw([key, *hint])
+            else:
+                data = await self._aget_raw(key)
+                found = {} if data is None else {key: data}
+            entry, missing = self._entry_in(key, hint, found)
+            if missing:
+                found = {**found, **await self._aget_many_raw(missing)}
+            entry = self._unless_stale(entry, found)
         except SERVER_ERRORS as exc:
             return self.backend_error("get", exc, None)  # type: ignore[no-any-return]
         self._count(1, entry is not None)
+        return entry
+
+    def _entry_in(
+        self, key: str, hint: tuple[str, ...], found: Mapping[str, bytes]
+    ) -> tuple[Entry | None, list[str]]:
+        """The live entry under ``key`` in ``found``, and the tag records it needs that the
+        read (its key's ``hint``) did not fetch. Keeps the hint up to date."""
+        data = found.get(key)
+        entry = None if data is None else self._decode(key, data)
+        if entry is None:
+            return None, []
+        meta = entry[1]
+        if meta is None or not meta.tags:
+            if hint:
+                self._tag_hints.learn(key, ())
+            return entry, []
+        names = tuple(map(_first, meta.tags))
+        if names == hint:  # the common case: everything needed came with the value
+            return entry, []
+        self._tag_hints.learn(key, names)
+        return entry, [name for name in names if name not in hint]
+
+    def _unless_stale(self, entry: Entry | None, records: Mapping[str, bytes]) -> Entry | None:
+        meta = None if entry is None else entry[1]
+        if meta is not None and meta.tags and self._is_stale(meta, records):
+            self._stats.stale_by_tag += 1
+            return None
         return entry
 
     def _set_entry(self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None) -> None:
