@@ -240,11 +240,6 @@ class LexigramCache(BaseCache):
             memo[slot] = final
         return final
 
-    def make_keys(self, keys: Iterable[Any], version: int | None = None) -> dict[str, Any]:
-        """``{final key: caller's key}`` for a batch (see :meth:`make_key_list`)."""
-        keys = keys if isinstance(keys, list | tuple) else list(keys)
-        return dict(zip(self.make_key_list(keys, version), keys))
-
     def make_key_list(self, keys: Sequence[Any], version: int | None = None) -> list[str]:
         """The final keys of a batch, in order; memoized keys cost one C-level lookup each.
 
