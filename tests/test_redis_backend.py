@@ -148,7 +148,9 @@ def test_bad_locations_are_refused_with_the_password_masked(location: str) -> No
     assert "pw@" not in str(err.value)
 
 
-@pytest.mark.parametrize("option", ["serializer", "pool_class"])
+@pytest.mark.parametrize(
+    "option", ["serializer", "pool_class", "cache_config", "cache", "cache_factory"]
+)
 def test_django_redis_options_that_mean_something_else_are_refused(option: str) -> None:
     with pytest.raises(CacheConfigurationError, match=option):
         RedisCache("redis://127.0.0.1:1", {"OPTIONS": {option: "x.Y"}})

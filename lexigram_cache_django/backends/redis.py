@@ -73,6 +73,10 @@ _SCHEMES = ("redis", "rediss", "unix")
 _UNSUPPORTED = {
     "serializer": "use SERIALIZER (a lexigram serializer name or dotted path)",
     "pool_class": "this backend manages its own pools; pass connection options instead",
+    "cache_config": "redis-py's client-side caching lives in redis-py's pools, which this "
+    "backend's commands do not use; put a MemoryCache in front (two aliases) instead",
+    "cache": "redis-py's client-side caching is not supported (see cache_config)",
+    "cache_factory": "redis-py's client-side caching is not supported (see cache_config)",
 }
 #: Errors that mean "the server cannot serve us now", not "this command is wrong".
 SERVER_ERRORS: tuple[type[Exception], ...] = (
