@@ -230,3 +230,66 @@ async def test_an_idle_async_connection_closed_by_the_server_is_replaced_quietly
     assert pool.created == 1
     await pool.execute("DEL", f"pool:{name}")
     await pool.aclose()
+
+
+def test_connections_closed_under_load_are_retried_once_on_a_fresh_socket(
+    redis_server: Server,
+) -> None:
+    """A restart or failover closes busy connections: their next commands still succeed."""
+    name = f"pool-{uuid.uuid4().hex[:8]}"
+    pool = SyncPool(redis_server.url, max_connections=3, timeout=1.0, client_name=name)
+    pool.idle_check_after = float("inf")  # only the retry can save these commands
+    held = [pool.acquire() for _ in range(3)]
+    for conn in held:
+        conn.send_command("PING")
+        assert conn.read_response() == b"PONG"
+    for conn in held:
+        pool.release(conn)
+    kill_clients_named(redis_server, name)
+    assert [pool.execute("SET", f"pool:{name}:{i}", i) for i in range(3)] == [b"OK"] * 3
+    kill_clients_named(redis_server, name)
+    assert pool.pipeline([("GET", f"pool:{name}:1"), ("DEL", f"pool:{name}:1")]) == [b"1", 1]
+    assert pool.created == 3
+    pool.disconnect()
+
+
+async def test_async_connections_closed_under_load_are_retried_once(redis_server: Server) -> None:
+    name = f"pool-{uuid.uuid4().hex[:8]}"
+    pool = AsyncPool(redis_server.url, timeout=1.0, max_connections=2, client_name=name)
+    pool.idle_check_after = float("inf")
+    assert list(await asyncio.gather(pool.execute("PING"), pool.execute("PING"))) == [b"PONG"] * 2
+    kill_clients_named(redis_server, name)
+    await asyncio.sleep(0.05)
+    assert await pool.execute("SET", f"pool:{name}", "v") == b"OK"
+    kill_clients_named(redis_server, name)
+    await asyncio.sleep(0.05)
+    assert await pool.pipeline([("GET", f"pool:{name}"), ("DEL", f"pool:{name}")]) == [b"v", 1]
+    await pool.aclose()
+
+
+def test_a_backend_rides_out_its_connections_being_closed(redis_server: Server) -> None:
+    from lexigram_cache_django.backends.redis import RedisCache
+
+    name = f"pool-{uuid.uuid4().hex[:8]}"
+    cache = RedisCache(redis_server.url, {"KEY_PREFIX": name, "OPTIONS": {"client_name": name}})
+    cache.set_many({"a": 1, "b": "two"})
+    kill_clients_named(redis_server, name)
+    assert cache.get_many(["a", "b"]) == {"a": 1, "b": "two"}
+    kill_clients_named(redis_server, name)
+    assert cache.set("c", 3) is True
+    assert cache.stats()["errors"] == 0
+    cache.clear()
+
+
+def test_a_dead_server_still_fails_at_once_without_retries() -> None:
+    from .servers import start_redis
+
+    server = start_redis()
+    pool = SyncPool(server.url, max_connections=1, timeout=1.0, socket_connect_timeout=0.5)
+    pool.idle_check_after = float("inf")
+    assert pool.execute("PING") == b"PONG"
+    server.stop()
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError):
+        pool.execute("PING")  # stale socket, then a refused reconnect: no further tries
+    assert time.monotonic() - started < 1.0

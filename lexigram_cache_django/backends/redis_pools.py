@@ -30,6 +30,14 @@ A connection goes back to the pool whether or not its command failed. redis-py
 disconnects a connection on a socket error and it reconnects on its next command; a caller
 interrupted between sending and reading (any exception other than a Redis error reply)
 disconnects it first, so no connection is reused with a reply left unread.
+
+**A stale connection is retried once.** When a command fails with a connection error on a
+connection that was already open, the server closed that connection since its last use
+(a restart, a failover, a proxy's idle timeout), almost always before the command arrived.
+The pool reconnects and sends it once more, as redis-py's own ``Redis`` retries such
+errors, so a restart under load costs no failed calls. A connection that cannot be
+opened fails at once (fail open, no backoff), and so does a timeout (the server may still
+be working on it). A pipeline is sent again only if none of its replies had been read.
 """
 
 from __future__ import annotations
@@ -53,9 +61,18 @@ IDLE_CHECK_AFTER = 1.0
 _monotonic = time.monotonic
 
 
+class _LostMidReply(redis.ConnectionError):
+    """The connection broke after some of a pipeline's replies were read: not resent."""
+
+
+def _is_connected(conn: Any) -> bool:
+    """Whether a sync connection has a socket open (redis-py connects on first use)."""
+    return getattr(conn, "_sock", None) is not None
+
+
 def _closed_or_dirty(conn: Any) -> bool:
     """Whether an idle sync connection was closed by its peer or has a reply waiting."""
-    if getattr(conn, "_sock", None) is None:  # disconnected: connects on its next command
+    if not _is_connected(conn):  # disconnected: connects on its next command
         return False
     try:
         return bool(conn.can_read())
@@ -132,10 +149,24 @@ class SyncPool:
 
     def execute(self, *args: Any) -> Any:
         """Send one command and read its reply (a Redis error reply raises)."""
+        return self._exchange(_one, args)
+
+    def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send every command in one write; a reply that is an error is returned, not raised."""
+        result: list[Any] = self._exchange(_many, commands)
+        return result
+
+    def _exchange(self, talk: Any, work: Any) -> Any:
         conn = self.acquire()
         try:
-            conn.send_command(*args)
-            reply = conn.read_response()
+            was_open = _is_connected(conn)
+            try:
+                result = talk(conn, work)
+            except redis.ConnectionError as exc:
+                if not was_open or isinstance(exc, _LostMidReply):
+                    raise
+                conn.disconnect()  # stale: closed by the server since its last use
+                result = talk(conn, work)
         except ResponseError:  # the reply was read in full: the connection is clean
             self.release(conn)
             raise
@@ -144,25 +175,7 @@ class SyncPool:
             self.release(conn)
             raise
         self.release(conn)
-        return reply
-
-    def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Send every command in one write; a reply that is an error is returned, not raised."""
-        conn = self.acquire()
-        try:
-            conn.send_packed_command(conn.pack_commands(commands))
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(conn.read_response())
-                except ResponseError as exc:  # the others must still be read
-                    replies.append(exc)
-        except BaseException:
-            conn.disconnect()
-            self.release(conn)
-            raise
-        self.release(conn)
-        return replies
+        return result
 
     def disconnect(self) -> None:
         """Close the idle connections (lent ones close when their holders are done)."""
@@ -246,10 +259,23 @@ class AsyncPool:
         self.release(conn)
 
     async def execute(self, *args: Any) -> Any:
+        return await self._exchange(_aone, args)
+
+    async def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        result: list[Any] = await self._exchange(_amany, commands)
+        return result
+
+    async def _exchange(self, talk: Any, work: Any) -> Any:
         conn = await self.acquire()
         try:
-            await conn.send_command(*args)
-            reply = await conn.read_response()
+            was_open = conn.is_connected
+            try:
+                result = await talk(conn, work)
+            except redis.ConnectionError as exc:
+                if not was_open or isinstance(exc, _LostMidReply):
+                    raise
+                await conn.disconnect(nowait=True)  # stale: closed since its last use
+                result = await talk(conn, work)
         except ResponseError:
             await self._done(conn, broken=False)
             raise
@@ -257,23 +283,7 @@ class AsyncPool:
             await self._done(conn, broken=True)
             raise
         await self._done(conn, broken=False)
-        return reply
-
-    async def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        conn = await self.acquire()
-        try:
-            await conn.send_packed_command(conn.pack_commands(commands))
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
-        except BaseException:
-            await self._done(conn, broken=True)
-            raise
-        await self._done(conn, broken=False)
-        return replies
+        return result
 
     async def aclose(self) -> None:
         """Close the idle connections; lent ones close when their holders are done."""
@@ -283,6 +293,49 @@ class AsyncPool:
         for conn, _ in idle:
             await conn.disconnect()
         await self.redis_pool.aclose()
+
+
+# One exchange on a connection: a command and its reply, or a pipeline and all its replies.
+
+
+def _one(conn: Any, args: tuple[Any, ...]) -> Any:
+    conn.send_command(*args)
+    return conn.read_response()
+
+
+def _many(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    conn.send_packed_command(conn.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(conn.read_response())
+        except ResponseError as exc:  # the others must still be read
+            replies.append(exc)
+        except redis.ConnectionError as exc:
+            if replies:
+                raise _LostMidReply(str(exc)) from exc
+            raise
+    return replies
+
+
+async def _aone(conn: Any, args: tuple[Any, ...]) -> Any:
+    await conn.send_command(*args)
+    return await conn.read_response()
+
+
+async def _amany(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    await conn.send_packed_command(conn.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await conn.read_response())
+        except ResponseError as exc:
+            replies.append(exc)
+        except redis.ConnectionError as exc:
+            if replies:
+                raise _LostMidReply(str(exc)) from exc
+            raise
+    return replies
 
 
 _sync_pools: weakref.WeakSet[SyncPool] = weakref.WeakSet()
