@@ -256,6 +256,13 @@ class LexigramCache(BaseCache):
         make = self.make_and_validate_key
         return [make(key, version) for key in keys]
 
+    def count_batch(self, made: Sequence[str], hits: int) -> None:
+        """Hits and misses of a batch read: each distinct key once (a batch may name one
+        twice), the same on every backend."""
+        requested = len(made) if hits == len(made) else len(set(made))
+        self._stats.hits += hits
+        self._stats.misses += max(requested - hits, 0)
+
     def _make_and_validate_uncached(self, key: Any, version: int | None) -> str:
         final: str = self.make_key(key, version=version)
         self.validate_key(final)

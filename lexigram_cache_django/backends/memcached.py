@@ -648,11 +648,6 @@ class MemcachedCache(LexigramCache):
         self._stats.hits += found
         self._stats.misses += requested - found
 
-    def _count_batch(self, made: Sequence[str], found: int) -> None:
-        """Hits and misses of a batch, each distinct key once (a batch may name one twice)."""
-        requested = len(made) if found == len(made) else len(set(made))
-        self._count(max(requested, found), found)
-
     def _versions_from(
         self, keys: Sequence[str], records: Mapping[str, bytes]
     ) -> tuple[list[int | None], dict[str, int]]:
@@ -815,7 +810,7 @@ class MemcachedCache(LexigramCache):
                 self._drop_stale(values, tagged, found)
         except SERVER_ERRORS as exc:
             return dict(self.backend_error("get_many", exc, {}))
-        self._count_batch(made, len(values))
+        self.count_batch(made, len(values))
         return values
 
     def set_many(
@@ -996,7 +991,7 @@ class MemcachedCache(LexigramCache):
                 self._drop_stale(values, tagged, found)
         except SERVER_ERRORS as exc:
             return dict(self.backend_error("get_many", exc, {}))
-        self._count_batch(made, len(values))
+        self.count_batch(made, len(values))
         return values
 
     async def aset_many(

@@ -267,21 +267,18 @@ class MemoryCache(LexigramCache):
         return self.incr(key, -delta, version)
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        made = [(k, self.make_and_validate_key(k, version)) for k in keys]
+        keys = keys if isinstance(keys, list | tuple) else list(keys)
+        made = self.make_key_list(keys, version)
         found: dict[Any, Any] = {}
         store = self._store
         with store.lock:
             now = time.time()
-            for original, key in made:
+            for original, key in zip(keys, made):
                 entry = self._live(key, now)
                 if entry is not None:
                     store.data.move_to_end(key)
                     found[original] = entry
-            # Each distinct key once, as on every backend (a batch may name a key twice).
-            hits = len(found)
-            requested = len(made) if hits == len(made) else len({key for _, key in made})
-            self._stats.hits += hits
-            self._stats.misses += max(requested - hits, 0)
+            self.count_batch(made, len(found))
         for original, entry in found.items():
             if entry.pickled:
                 found[original] = pickle.loads(entry.value)

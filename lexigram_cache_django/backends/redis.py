@@ -506,11 +506,7 @@ class RedisCache(LexigramCache):
             owners = dict(zip(made, keys))
             for key, (value, _) in fresh.items():
                 found[owners[key]] = value
-        hits = len(found)
-        # Misses among the distinct keys asked for (a batch may name a key twice).
-        requested = len(made) if hits == len(made) else len(set(made))
-        self._stats.hits += hits
-        self._stats.misses += max(requested - hits, 0)
+        self.count_batch(made, len(found))
         return found
 
     def _drop_stale(self, entries: dict[str, Entry], records: Mapping[str, int | None]) -> None:
