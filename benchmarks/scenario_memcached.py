@@ -153,10 +153,8 @@ def run(ctx: Context) -> list[Result]:
 
     from pymemcache.client.base import Client, normalize_server_spec
 
-    from lexigram_cache_django.backends.memcached import (
-        _HASH_CLIENT_ONLY,
-        aclose_emcache_clients,
-    )
+    from lexigram_cache_django.backends.memcached import aclose_emcache_clients
+    from lexigram_cache_django.backends.memcached.client import HASH_CLIENT_ONLY
 
     options = {"SERIALIZER": os.environ.get(SERIALIZER_ENV, "pickle")}
     ctx.log(f"our codec: {options['SERIALIZER']}")
@@ -173,7 +171,7 @@ def run(ctx: Context) -> list[Result]:
     )
     django = ctx.make_cache(DJANGO_BACKEND, location, TIMEOUT=TIMEOUT, KEY_PREFIX="dj")
     # pymemcache's own Client class with exactly our connection settings.
-    raw_kwargs = {k: v for k, v in ours._client_kwargs.items() if k not in _HASH_CLIENT_ONLY}
+    raw_kwargs = {k: v for k, v in ours._client.kwargs.items() if k not in HASH_CLIENT_ONLY}
     sync_raw = Client(normalize_server_spec(location), **raw_kwargs)
     ctx.add_cleanup(sync_raw.close)
     async_raw = None

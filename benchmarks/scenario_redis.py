@@ -210,8 +210,8 @@ def run(ctx: Context) -> list[Result]:
     ctx.log(f"RedisCache serializer: {serializer}")
     ctx.add_cleanup(lambda: ctx.run_async(ours.aclose()))
     # The raw clients get exactly our pool settings (sync: blocking pool; async: plain pool).
-    sync_pool = redis.BlockingConnectionPool.from_url(url, **ours._sync_kwargs)
-    async_pool = redis.asyncio.ConnectionPool.from_url(url, **ours._async_kwargs)
+    sync_pool = redis.BlockingConnectionPool.from_url(url, **ours._client._sync_kwargs)
+    async_pool = redis.asyncio.ConnectionPool.from_url(url, **ours._client._async_kwargs)
     raw = Raw(
         redis.Redis(connection_pool=sync_pool),
         redis.asyncio.Redis(connection_pool=async_pool),

@@ -46,3 +46,22 @@ class CacheIncrError(LexigramCacheError, TypeError):
 
     A :class:`TypeError`, as on Django's in-memory backends, whatever the server said.
     """
+
+
+class CacheServerError(CacheBackendError):
+    """A command could not be served: refused, timed out, or refused by the server itself.
+
+    Raised by a networked backend's client at its single choke point (``execute``) and
+    caught once per public method by the fail-open policy of
+    :class:`~lexigram_cache_django.backends.remote.RemoteCache`.
+
+    ``server`` is the server's masked address; ``answered`` tells whether the server
+    replied (an error reply such as out-of-memory or read-only) rather than failing to
+    answer at all (refused, reset, timed out), which decides whether another command to it
+    within the same operation is worth sending.
+    """
+
+    def __init__(self, message: str, *, server: str = "", answered: bool = False) -> None:
+        super().__init__(message)
+        self.server = server
+        self.answered = answered

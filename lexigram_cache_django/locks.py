@@ -15,20 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from .exceptions import LexigramCacheError
-from .stampede import new_token
-
-if TYPE_CHECKING:
-    from .backends.base import LexigramCache
+from .protocols import LockStore
 
 logger = logging.getLogger("lexigram_cache_django")
 
 _FIRST_SLEEP = 0.001
+
+
+def new_token() -> str:
+    """An owner token for a lock: unique, and says which process took it."""
+    return f"{os.getpid()}:{secrets.token_hex(8)}"
 
 
 class LockError(LexigramCacheError):
@@ -50,7 +53,7 @@ class CacheLock:
 
     def __init__(
         self,
-        cache: LexigramCache,
+        cache: LockStore,
         name: str,
         timeout: float | None = None,
         sleep: float = 0.1,
@@ -107,16 +110,17 @@ class CacheLock:
         deadline = self._deadline(blocking_timeout)
         delay = _FIRST_SLEEP
         while True:
-            if self.cache._lock_add(self.key, token, self.timeout):
+            taken = self.cache.lock_add(self.key, token, self.timeout)
+            if taken:
                 self.token = token
                 if self.auto_renewal:
                     self._start_renewal()
                 return True
-            if not blocking:
+            if not blocking or taken is None:  # None: the server failed; don't wait on it
                 return False
             pause = self._pause(delay, self.sleep, deadline)
             if pause is None:
-                self.cache._stats.lock_timeouts += 1
+                self.cache.counters.lock_timeouts += 1
                 return False
             time.sleep(pause)
             delay *= 2
@@ -128,7 +132,7 @@ class CacheLock:
             raise LockError(f"cannot release {self!r}: it is not held")
         self.token = None
         self._stop_renewal_thread()
-        if not self.cache._lock_release(self.key, token):
+        if not self.cache.lock_release(self.key, token):
             raise LockNotOwnedError(f"{self!r} expired or is held by another owner")
 
     def reacquire(self) -> bool:
@@ -144,17 +148,17 @@ class CacheLock:
         if self.token is None:
             raise LockError(f"cannot extend {self!r}: it is not held")
         ttl = self.timeout if additional_time is None else additional_time
-        if not self.cache._lock_extend(self.key, self.token, ttl):
+        if not self.cache.lock_extend(self.key, self.token, ttl):
             raise LockNotOwnedError(f"{self!r} expired or is held by another owner")
         return True
 
     def locked(self) -> bool:
         """Whether anyone holds the lock."""
-        return self.cache._lock_owner(self.key) is not None
+        return self.cache.lock_owner(self.key) is not None
 
     def owned(self) -> bool:
         """Whether this object holds the lock."""
-        return self.token is not None and self.cache._lock_owner(self.key) == self.token
+        return self.token is not None and self.cache.lock_owner(self.key) == self.token
 
     def __enter__(self) -> CacheLock:
         if not self.acquire():
@@ -178,7 +182,7 @@ class CacheLock:
             while not stop.wait(interval):
                 assert token is not None and ttl is not None
                 try:
-                    if not cache._lock_extend(key, token, ttl):
+                    if not cache.lock_extend(key, token, ttl):
                         logger.warning("%r: lost the lock %r before renewing it", cache, key)
                         return
                 except Exception:
@@ -204,16 +208,17 @@ class CacheLock:
         deadline = self._deadline(blocking_timeout)
         delay = _FIRST_SLEEP
         while True:
-            if await self.cache._alock_add(self.key, token, self.timeout):
+            taken = await self.cache.alock_add(self.key, token, self.timeout)
+            if taken:
                 self.token = token
                 if self.auto_renewal:
                     self._renewal_task = asyncio.get_running_loop().create_task(self._arenew())
                 return True
-            if not blocking:
+            if not blocking or taken is None:
                 return False
             pause = self._pause(delay, self.sleep, deadline)
             if pause is None:
-                self.cache._stats.lock_timeouts += 1
+                self.cache.counters.lock_timeouts += 1
                 return False
             await asyncio.sleep(pause)
             delay *= 2
@@ -226,22 +231,22 @@ class CacheLock:
         if self._renewal_task is not None:
             self._renewal_task.cancel()
             self._renewal_task = None
-        if not await self.cache._alock_release(self.key, token):
+        if not await self.cache.alock_release(self.key, token):
             raise LockNotOwnedError(f"{self!r} expired or is held by another owner")
 
     async def aextend(self, additional_time: float | None = None) -> bool:
         if self.token is None:
             raise LockError(f"cannot extend {self!r}: it is not held")
         ttl = self.timeout if additional_time is None else additional_time
-        if not await self.cache._alock_extend(self.key, self.token, ttl):
+        if not await self.cache.alock_extend(self.key, self.token, ttl):
             raise LockNotOwnedError(f"{self!r} expired or is held by another owner")
         return True
 
     async def alocked(self) -> bool:
-        return await self.cache._alock_owner(self.key) is not None
+        return await self.cache.alock_owner(self.key) is not None
 
     async def aowned(self) -> bool:
-        return self.token is not None and await self.cache._alock_owner(self.key) == self.token
+        return self.token is not None and await self.cache.alock_owner(self.key) == self.token
 
     async def _arenew(self) -> None:
         assert self.timeout is not None
@@ -251,7 +256,7 @@ class CacheLock:
             if token is None:
                 return
             try:
-                if not await self.cache._alock_extend(self.key, token, self.timeout):
+                if not await self.cache.alock_extend(self.key, token, self.timeout):
                     logger.warning("%r: lost the lock %r before renewing it", self.cache, self.key)
                     return
             except Exception:

@@ -26,22 +26,19 @@ import hashlib
 import inspect
 import logging
 import math
-import os
 import random
-import secrets
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH
 
 from .codec import EntryMeta
-
-if TYPE_CHECKING:
-    from .backends.base import LexigramCache
+from .locks import new_token
+from .protocols import StampedeStore
 
 logger = logging.getLogger("lexigram_cache_django")
 
@@ -50,22 +47,27 @@ _POLL_FIRST = 0.002
 _POLL_MAX = 0.05
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StampedeOptions:
     """Per-alias settings, from ``OPTIONS`` (per-call keyword arguments override them)."""
 
+    #: Seconds the cross-process compute lock lives (a crashed computer's lock expires).
     lock_timeout: float = 10.0
+    #: Seconds a caller waits for another's computation before computing itself.
     wait_timeout: float = 10.0
+    #: XFetch's beta: > 1 refreshes earlier, 0 turns early refresh off.
     beta: float = 1.0
+    #: Expiries spread by +- this fraction, so keys written together expire apart.
     jitter: float = 0.0
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> StampedeOptions:
+        default = cls()
         return cls(
-            lock_timeout=float(options.get("STAMPEDE_LOCK_TIMEOUT", cls.lock_timeout)),
-            wait_timeout=float(options.get("STAMPEDE_WAIT_TIMEOUT", cls.wait_timeout)),
-            beta=float(options.get("XFETCH_BETA", cls.beta)),
-            jitter=float(options.get("TTL_JITTER", cls.jitter)),
+            lock_timeout=float(options.get("STAMPEDE_LOCK_TIMEOUT", default.lock_timeout)),
+            wait_timeout=float(options.get("STAMPEDE_WAIT_TIMEOUT", default.wait_timeout)),
+            beta=float(options.get("XFETCH_BETA", default.beta)),
+            jitter=float(options.get("TTL_JITTER", default.jitter)),
         )
 
     def override(
@@ -83,11 +85,6 @@ class StampedeOptions:
             beta=0.0 if not early_refresh else self.beta if beta is None else beta,
             jitter=self.jitter,
         )
-
-
-def new_token() -> str:
-    """An owner token for a lock: unique, and says which process took it."""
-    return f"{os.getpid()}:{secrets.token_hex(8)}"
 
 
 def aux_key(key: str, suffix: str) -> str:
@@ -150,10 +147,10 @@ class Job(NamedTuple):
 
 
 def _write_plan(
-    cache: LexigramCache, job: Job, value: Any, delta: float, versions: list[int | None]
+    cache: StampedeStore, job: Job, value: Any, delta: float, versions: list[int | None]
 ) -> tuple[float | None, EntryMeta | None] | None:
     """Count a computation; the (ttl, meta) to store it with, or None if not to store."""
-    cache._stats.computations += 1
+    cache.counters.computations += 1
     ttl = jittered(cache.ttl_seconds(job.timeout), job.opts.jitter)
     if ttl is not None and ttl <= 0:
         return None  # timeout <= 0: Django stores nothing, the caller still gets the value
@@ -165,25 +162,36 @@ def _write_plan(
     return ttl, EntryMeta(tags, delta, 0.0 if ttl is None else time.time() + ttl)
 
 
-def _compute_and_store(cache: LexigramCache, job: Job) -> Any:
+def _compute(cache: StampedeStore, job: Job) -> Any:
+    """Compute without storing: the server just failed, so a write would only wait too."""
+    cache.counters.computations += 1
+    return job.compute()
+
+
+async def _acompute(cache: StampedeStore, job: Job) -> Any:
+    cache.counters.computations += 1
+    return await _call(job.compute)
+
+
+def _compute_and_store(cache: StampedeStore, job: Job) -> Any:
     # Tag versions are read before computing: an invalidation that lands while we
     # compute makes what we store stale, instead of being lost.
-    versions = cache._tag_versions(job.tag_keys, create=True) if job.tag_keys else []
+    versions = cache.tag_versions(job.tag_keys, create=True) if job.tag_keys else []
     started = time.monotonic()
     value = job.compute()
     plan = _write_plan(cache, job, value, time.monotonic() - started, versions)
     if plan is not None:
-        cache._set_entry(job.key, value, *plan)
+        cache.set_entry(job.key, value, *plan)
     return value
 
 
 def get_or_set(
-    cache: LexigramCache,
+    cache: StampedeStore,
     key: Any,
     default: Any,
     timeout: Any = DEFAULT_TIMEOUT,
     version: int | None = None,
-    opts: StampedeOptions | None = None,
+    opts: StampedeOptions = StampedeOptions(),
     tag_keys: tuple[str, ...] = (),
 ) -> Any:
     """The body of ``LexigramCache.get_or_set``."""
@@ -191,10 +199,10 @@ def get_or_set(
         cache.make_and_validate_key(key, version),
         as_callable(default),
         timeout,
-        opts or cache.stampede_options,
+        opts,
         tag_keys,
     )
-    entry = cache._get_entry(job.key)
+    entry = cache.get_entry(job.key)
     if entry is not None:
         value, meta = entry
         if should_refresh_early(meta, job.opts.beta):
@@ -203,7 +211,7 @@ def get_or_set(
     return _compute_once(cache, job)
 
 
-def _compute_once(cache: LexigramCache, job: Job) -> Any:
+def _compute_once(cache: StampedeStore, job: Job) -> Any:
     flight_key = f"{cache.identity}|{job.key}"
     with _flights_lock:
         flight = _flights.get(flight_key)
@@ -211,12 +219,12 @@ def _compute_once(cache: LexigramCache, job: Job) -> Any:
         if flight is None:
             flight = _flights[flight_key] = _Flight()
     if not leader:
-        cache._stats.waits += 1
+        cache.counters.waits += 1
         if flight.done.wait(job.opts.wait_timeout):
             if flight.error is not None:
                 raise flight.error
             return flight.value
-        cache._stats.lock_timeouts += 1
+        cache.counters.lock_timeouts += 1
         return _compute_and_store(cache, job)
     try:
         flight.value = _lead(cache, job)
@@ -230,37 +238,37 @@ def _compute_once(cache: LexigramCache, job: Job) -> Any:
         flight.done.set()
 
 
-def _lead(cache: LexigramCache, job: Job) -> Any:
+def _lead(cache: StampedeStore, job: Job) -> Any:
     """Compute under the cross-process lock, or wait for the process that holds it."""
     lock_key = aux_key(job.key, "lexigram-lock")
     token = new_token()
     deadline = time.monotonic() + job.opts.wait_timeout
     delay = _POLL_FIRST
     while True:
-        errors = cache._stats.errors
-        if cache._lock_add(lock_key, token, job.opts.lock_timeout):
+        taken = cache.lock_add(lock_key, token, job.opts.lock_timeout)
+        if taken:
             try:
-                entry = cache._get_entry(job.key)  # written while we waited for the lock?
+                entry = cache.get_entry(job.key)  # written while we waited for the lock?
                 if entry is not None:
                     return entry[0]
                 return _compute_and_store(cache, job)
             finally:
-                cache._lock_release(lock_key, token)
-        if cache._stats.errors != errors:  # the server failed (fail-open): nobody else
-            return _compute_and_store(cache, job)  # can be computing it for us
+                cache.lock_release(lock_key, token)
+        if taken is None:  # the server failed (fail-open): nobody else can be
+            return _compute(cache, job)  # computing it for us, and storing would fail too
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            cache._stats.lock_timeouts += 1
+            cache.counters.lock_timeouts += 1
             return _compute_and_store(cache, job)
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, _POLL_MAX)
-        entry = cache._get_entry(job.key)
+        entry = cache.get_entry(job.key)
         if entry is not None:
-            cache._stats.waits += 1
+            cache.counters.waits += 1
             return entry[0]
 
 
-def _refresh_early(cache: LexigramCache, job: Job, current: Any) -> Any:
+def _refresh_early(cache: StampedeStore, job: Job, current: Any) -> Any:
     """One caller recomputes before expiry; everyone else keeps the current value."""
     flight_key = f"{cache.identity}|{job.key}"
     with _flights_lock:
@@ -271,17 +279,17 @@ def _refresh_early(cache: LexigramCache, job: Job, current: Any) -> Any:
     try:
         lock_key = aux_key(job.key, "lexigram-lock")
         token = new_token()
-        if not cache._lock_add(lock_key, token, job.opts.lock_timeout):
+        if not cache.lock_add(lock_key, token, job.opts.lock_timeout):
             return current
         try:
             flight.value = _compute_and_store(cache, job)
-            cache._stats.early_refreshes += 1
+            cache.counters.early_refreshes += 1
         except Exception:
             logger.exception(
                 "%r: early refresh of %r failed; kept the current value", cache, job.key
             )
         finally:
-            cache._lock_release(lock_key, token)
+            cache.lock_release(lock_key, token)
         return flight.value
     finally:
         with _flights_lock:
@@ -303,13 +311,13 @@ async def _call(compute: Callable[[], Any]) -> Any:
     return result
 
 
-async def _acompute_and_store(cache: LexigramCache, job: Job) -> Any:
-    versions = await cache._atag_versions(job.tag_keys, create=True) if job.tag_keys else []
+async def _acompute_and_store(cache: StampedeStore, job: Job) -> Any:
+    versions = await cache.atag_versions(job.tag_keys, create=True) if job.tag_keys else []
     started = time.monotonic()
     value = await _call(job.compute)
     plan = _write_plan(cache, job, value, time.monotonic() - started, versions)
     if plan is not None:
-        await cache._aset_entry(job.key, value, *plan)
+        await cache.aset_entry(job.key, value, *plan)
     return value
 
 
@@ -336,12 +344,12 @@ def _task_for(key: str, start: Callable[[], Any]) -> tuple[asyncio.Task[Any], bo
 
 
 async def aget_or_set(
-    cache: LexigramCache,
+    cache: StampedeStore,
     key: Any,
     default: Any,
     timeout: Any = DEFAULT_TIMEOUT,
     version: int | None = None,
-    opts: StampedeOptions | None = None,
+    opts: StampedeOptions = StampedeOptions(),
     tag_keys: tuple[str, ...] = (),
 ) -> Any:
     """The body of ``LexigramCache.aget_or_set``."""
@@ -349,10 +357,10 @@ async def aget_or_set(
         cache.make_and_validate_key(key, version),
         as_callable(default),
         timeout,
-        opts or cache.stampede_options,
+        opts,
         tag_keys,
     )
-    entry = await cache._aget_entry(job.key)
+    entry = await cache.aget_entry(job.key)
     if entry is not None:
         value, meta = entry
         if should_refresh_early(meta, job.opts.beta):
@@ -361,46 +369,46 @@ async def aget_or_set(
     task, leader = _task_for(f"{cache.identity}|{job.key}", lambda: _alead(cache, job))
     if leader:
         return await asyncio.shield(task)
-    cache._stats.waits += 1
+    cache.counters.waits += 1
     try:
         return await asyncio.wait_for(asyncio.shield(task), job.opts.wait_timeout)
     except TimeoutError:
         if task.done():
             raise
-        cache._stats.lock_timeouts += 1
+        cache.counters.lock_timeouts += 1
         return await _acompute_and_store(cache, job)
 
 
-async def _alead(cache: LexigramCache, job: Job) -> Any:
+async def _alead(cache: StampedeStore, job: Job) -> Any:
     lock_key = aux_key(job.key, "lexigram-lock")
     token = new_token()
     deadline = time.monotonic() + job.opts.wait_timeout
     delay = _POLL_FIRST
     while True:
-        errors = cache._stats.errors
-        if await cache._alock_add(lock_key, token, job.opts.lock_timeout):
+        taken = await cache.alock_add(lock_key, token, job.opts.lock_timeout)
+        if taken:
             try:
-                entry = await cache._aget_entry(job.key)
+                entry = await cache.aget_entry(job.key)
                 if entry is not None:
                     return entry[0]
                 return await _acompute_and_store(cache, job)
             finally:
-                await cache._alock_release(lock_key, token)
-        if cache._stats.errors != errors:  # the server failed: compute, don't wait
-            return await _acompute_and_store(cache, job)
+                await cache.alock_release(lock_key, token)
+        if taken is None:  # the server failed: compute, don't wait, don't store
+            return await _acompute(cache, job)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            cache._stats.lock_timeouts += 1
+            cache.counters.lock_timeouts += 1
             return await _acompute_and_store(cache, job)
         await asyncio.sleep(min(delay, remaining))
         delay = min(delay * 2, _POLL_MAX)
-        entry = await cache._aget_entry(job.key)
+        entry = await cache.aget_entry(job.key)
         if entry is not None:
-            cache._stats.waits += 1
+            cache.counters.waits += 1
             return entry[0]
 
 
-async def _arefresh_early(cache: LexigramCache, job: Job, current: Any) -> Any:
+async def _arefresh_early(cache: StampedeStore, job: Job, current: Any) -> Any:
     flight_key = f"{cache.identity}|{job.key}"
     flights = _task_flights.get(asyncio.get_running_loop())
     if flights is not None and flight_key in flights:
@@ -409,11 +417,11 @@ async def _arefresh_early(cache: LexigramCache, job: Job, current: Any) -> Any:
     async def refresh() -> Any:
         lock_key = aux_key(job.key, "lexigram-lock")
         token = new_token()
-        if not await cache._alock_add(lock_key, token, job.opts.lock_timeout):
+        if not await cache.alock_add(lock_key, token, job.opts.lock_timeout):
             return current
         try:
             value = await _acompute_and_store(cache, job)
-            cache._stats.early_refreshes += 1
+            cache.counters.early_refreshes += 1
             return value
         except Exception:
             logger.exception(
@@ -421,7 +429,7 @@ async def _arefresh_early(cache: LexigramCache, job: Job, current: Any) -> Any:
             )
             return current
         finally:
-            await cache._alock_release(lock_key, token)
+            await cache.alock_release(lock_key, token)
 
     task, _ = _task_for(flight_key, refresh)
     return await asyncio.shield(task)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db.models import Model
@@ -144,3 +144,31 @@ def hints_for(identity: str) -> TagHints:
     if hints is None:
         hints = _hints.setdefault(identity, TagHints())
     return hints
+
+
+# -- reading tag records: the same rules on every networked backend ----------------------
+
+
+def record_version(data: bytes | bytearray | str | None) -> int | None:
+    """A tag record's version (stored as ASCII digits), or None if missing or foreign."""
+    if data is None:
+        return None
+    try:
+        return int(data)
+    except ValueError:
+        return None
+
+
+def tag_keys_of(metas: Iterable[Any]) -> list[str]:
+    """The tag record keys named by some entries' metadata, each once, in order."""
+    keys: dict[str, None] = {}
+    for meta in metas:
+        if meta is not None:
+            keys.update(dict.fromkeys(name for name, _ in meta.tags))
+    return list(keys)
+
+
+def is_stale(recorded: Iterable[tuple[str, int]], current: Mapping[str, int | None]) -> bool:
+    """Whether any tag moved on (or lost its record) since an entry recorded its version."""
+    get = current.get
+    return any(get(name) != version for name, version in recorded)

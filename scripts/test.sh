@@ -48,14 +48,14 @@ MEMORY=lexigram_cache_django.backends.memory.MemoryCache
 conformance "django suite: memory/base" --backend "$MEMORY" --flavor base
 conformance "django suite: memory/locmem" --backend "$MEMORY" --flavor locmem --skip-internals
 
-if [ -f lexigram_cache_django/backends/redis.py ]; then
+if [ -d lexigram_cache_django/backends/redis ]; then
     REDIS=lexigram_cache_django.backends.redis.RedisCache
     conformance "django suite: redis/redis" --backend "$REDIS" --flavor redis --skip-internals
     conformance "django suite: redis/base" --backend "$REDIS" --flavor base --server redis \
         --location "redis://127.0.0.1:{port}" --exclude-aliases cull,zero_cull \
         --incr-decr-error "${REDIS_INCR_ERROR:-lexigram_cache_django.exceptions.CacheIncrError}"
 fi
-if [ -f lexigram_cache_django/backends/memcached.py ]; then
+if [ -d lexigram_cache_django/backends/memcached ]; then
     MEMCACHED=lexigram_cache_django.backends.memcached.MemcachedCache
     conformance "django suite: memcached/memcached" --backend "$MEMCACHED" --flavor memcached \
         --skip-internals

@@ -77,14 +77,14 @@ def test_waiting_does_not_spin(any_cache: LexigramCache, monkeypatch: pytest.Mon
     holder = any_cache.lock("job", timeout=10)
     assert holder.acquire()
     attempts = 0
-    original = type(any_cache)._lock_add
+    original = type(any_cache).lock_add
 
-    def counting(self: Any, *args: Any) -> bool:
+    def counting(self: Any, *args: Any) -> bool | None:
         nonlocal attempts
         attempts += 1
         return original(self, *args)
 
-    monkeypatch.setattr(type(any_cache), "_lock_add", counting)
+    monkeypatch.setattr(type(any_cache), "lock_add", counting)
     assert not any_cache.lock("job", sleep=0.1, blocking_timeout=1.0).acquire()
     assert attempts < 25  # backoff capped at 0.1 s: ~15 tries a second, not thousands
     holder.release()

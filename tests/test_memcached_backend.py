@@ -23,12 +23,13 @@ from pymemcache.exceptions import MemcacheClientError, MemcacheIllegalInputError
 
 from lexigram_cache_django.backends import memcached as mc
 from lexigram_cache_django.backends.memcached import MemcachedCache, MemcachedIncrError
+from lexigram_cache_django.backends.memcached import client as mc_client
 from lexigram_cache_django.exceptions import CacheBackendError, CacheIncrError
 from tests.servers import Server, start_memcached
 
 pytestmark = pytest.mark.memcached
 
-ASYNC_CLIENTS = ["thread"] + (["emcache"] if mc._emcache is not None else [])
+ASYNC_CLIENTS = ["thread"] + (["emcache"] if mc_client.emcache is not None else [])
 
 
 def make(location: Any, **options: Any) -> MemcachedCache:
@@ -265,7 +266,7 @@ async def test_a_dead_node_is_skipped_by_the_async_methods_too(
 
 
 def test_emcache_is_refused_for_several_servers(memcached_servers: list[Server]) -> None:
-    if mc._emcache is None:
+    if mc_client.emcache is None:
         pytest.skip("emcache not installed")
     with pytest.raises(Exception, match="single server"):
         make([s.address for s in memcached_servers], ASYNC_CLIENT="emcache")
@@ -353,27 +354,27 @@ async def test_async_large_value(async_cache: MemcachedCache) -> None:
 
 def test_lock_primitives_release_only_for_the_owner(cache: MemcachedCache) -> None:
     key = cache.make_and_validate_key("lock:x")
-    assert cache._lock_add(key, "me", 10)
-    assert not cache._lock_add(key, "you", 10)
-    assert cache._lock_owner(key) == "me"
-    assert not cache._lock_release(key, "you")
-    assert cache._lock_extend(key, "me", 20)
-    assert not cache._lock_extend(key, "you", 20)
-    assert cache._lock_release(key, "me")
-    assert cache._lock_owner(key) is None
-    assert cache._lock_add(key, "you", 10)
+    assert cache.lock_add(key, "me", 10)
+    assert not cache.lock_add(key, "you", 10)
+    assert cache.lock_owner(key) == "me"
+    assert not cache.lock_release(key, "you")
+    assert cache.lock_extend(key, "me", 20)
+    assert not cache.lock_extend(key, "you", 20)
+    assert cache.lock_release(key, "me")
+    assert cache.lock_owner(key) is None
+    assert cache.lock_add(key, "you", 10)
 
 
 async def test_async_lock_primitives(async_cache: MemcachedCache) -> None:
     cache = async_cache
     key = cache.make_and_validate_key("alock:x")
-    assert await cache._alock_add(key, "me", 10)
-    assert not await cache._alock_add(key, "you", 10)
-    assert not await cache._alock_release(key, "you")
-    assert await cache._alock_extend(key, "me", 20)
-    assert await cache._alock_owner(key) == "me"
-    assert await cache._alock_release(key, "me")
-    assert await cache._alock_owner(key) is None
+    assert await cache.alock_add(key, "me", 10)
+    assert not await cache.alock_add(key, "you", 10)
+    assert not await cache.alock_release(key, "you")
+    assert await cache.alock_extend(key, "me", 20)
+    assert await cache.alock_owner(key) == "me"
+    assert await cache.alock_release(key, "me")
+    assert await cache.alock_owner(key) is None
 
 
 def test_tagged_entries_go_stale_on_invalidation(cache: MemcachedCache) -> None:
@@ -400,7 +401,7 @@ async def test_async_tags(async_cache: MemcachedCache) -> None:
 
 
 async def test_closed_emcache_clients_are_replaced(memcached_server: Server) -> None:
-    if mc._emcache is None:
+    if mc_client.emcache is None:
         pytest.skip("emcache not installed")
     cache = make(memcached_server.address, ASYNC_CLIENT="emcache")
     await cache.aset("k", 1)
@@ -446,7 +447,7 @@ def test_get_or_set_entries_expire_on_time_and_outlive_it_on_the_server(
 )
 def test_the_fast_key_check_agrees_with_pymemcaches(key: Any, unicode_keys: bool) -> None:
     """Same bytes for every key pymemcache accepts; the same refusal for every other."""
-    ours = mc._Client(("127.0.0.1", 1), allow_unicode_keys=unicode_keys)
+    ours = mc_client.FastKeyClient(("127.0.0.1", 1), allow_unicode_keys=unicode_keys)
     theirs = Client(("127.0.0.1", 1), allow_unicode_keys=unicode_keys)
     try:
         expected = theirs.check_key(key, b"")

@@ -20,14 +20,14 @@ import redis
 import redis.asyncio
 from redis._parsers import _HiredisParser
 
-from lexigram_cache_django.backends import redis as redis_backend
 from lexigram_cache_django.backends.redis import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
     RedisCache,
     RedisIncrError,
 )
-from lexigram_cache_django.backends.redis_pools import SyncPool
+from lexigram_cache_django.backends.redis import client as redis_client
+from lexigram_cache_django.backends.redis.pools import SyncPool
 from lexigram_cache_django.exceptions import (
     CacheBackendError,
     CacheConfigurationError,
@@ -98,12 +98,12 @@ def replica_server() -> Iterator[Server]:
 
 
 def test_defaults_are_short_timeouts_a_bounded_pool_and_hiredis(cache: RedisCache) -> None:
-    kwargs = cache._primary.connection_kwargs
+    kwargs = cache._client.primary.connection_kwargs
     assert kwargs["socket_connect_timeout"] == DEFAULT_CONNECT_TIMEOUT == 0.5
     assert kwargs["socket_timeout"] == DEFAULT_SOCKET_TIMEOUT == 1.0
-    assert isinstance(cache._primary, SyncPool)
-    assert cache._primary.max_connections == 100
-    pool = cache._primary
+    assert isinstance(cache._client.primary, SyncPool)
+    assert cache._client.primary.max_connections == 100
+    pool = cache._client.primary
     conn = pool.acquire()
     try:
         conn.connect()
@@ -122,11 +122,11 @@ def test_options_reach_the_pool(redis_server: Server) -> None:
         db=5,  # lower-case options go to redis-py as they are, as with Django's RedisCache
         retry_on_timeout=True,
     )
-    kwargs = cache._primary.connection_kwargs
+    kwargs = cache._client.primary.connection_kwargs
     assert (kwargs["socket_connect_timeout"], kwargs["socket_timeout"]) == (0.2, 0.3)
     assert (kwargs["db"], kwargs["retry_on_timeout"]) == (5, True)
-    assert cache._primary.max_connections == 7
-    assert cache._primary.timeout == 2.0
+    assert cache._client.primary.max_connections == 7
+    assert cache._client.primary.timeout == 2.0
 
 
 def test_backend_objects_with_the_same_settings_share_pools(redis_server: Server) -> None:
@@ -134,8 +134,8 @@ def test_backend_objects_with_the_same_settings_share_pools(redis_server: Server
     first = RedisCache(redis_server.url, {"KEY_PREFIX": "x"})
     second = RedisCache(redis_server.url, {"KEY_PREFIX": "x"})
     other = RedisCache(redis_server.url, {"KEY_PREFIX": "x", "OPTIONS": {"SOCKET_TIMEOUT": 3}})
-    assert first._primary is second._primary
-    assert other._primary is not first._primary
+    assert first._client.primary is second._client.primary
+    assert other._client.primary is not first._client.primary
 
 
 @pytest.mark.parametrize(
@@ -174,7 +174,7 @@ def test_repr_and_stats_mask_passwords(location: Any) -> None:
 
 def test_rediss_uses_tls_connections() -> None:
     cache = RedisCache("rediss://127.0.0.1:1/0", {})
-    assert cache._primary.connection_class is redis.SSLConnection
+    assert cache._client.primary.connection_class is redis.SSLConnection
 
 
 # -- Django's API on Redis -------------------------------------------------------------------
@@ -237,7 +237,7 @@ def test_incr_is_atomic_across_threads(redis_server: Server) -> None:
     for t in threads:
         t.join()
     assert cache.get("n") == 1600
-    assert cache._primary.created <= 4  # threads waited for a free connection
+    assert cache._client.primary.created <= 4  # threads waited for a free connection
     cache.clear()
 
 
@@ -552,21 +552,22 @@ def test_lock_is_a_redis_key(cache: RedisCache) -> None:
     assert not cache.get_client().exists(held.key)
 
 
-def test_primitives_on_final_keys(cache: RedisCache) -> None:
+def test_client_commands_on_final_keys(cache: RedisCache) -> None:
+    client = cache._client
     key = cache.make_key("p")
-    assert cache._add_raw(key, b"1", 10) is True
-    assert cache._add_raw(key, b"2", 10) is False
-    assert cache._get_raw(key) == b"1"
-    assert cache._set_raw(key, b"3", None) is True
-    assert cache._get_raw(key) == b"3" and cache.ttl("p") is None
-    assert cache._set_many_raw([(key, b"4"), (cache.make_key("q"), b"5")], 10) == [None, None]
-    assert cache._get_many_raw([key, cache.make_key("q"), cache.make_key("r")]) == [
+    assert client.add(key, b"1", 10_000) is True
+    assert client.add(key, b"2", 10_000) is False
+    assert client.get(key) == b"1"
+    assert client.set(key, b"3", None) is True
+    assert client.get(key) == b"3" and cache.ttl("p") is None
+    assert client.set_many([(key, b"4"), (cache.make_key("q"), b"5")], 10_000) == []
+    assert client.get_many([key, cache.make_key("q"), cache.make_key("r")]) == [
         b"4",
         b"5",
         None,
     ]
-    assert cache._set_raw(key, b"6", 0) is False  # a timeout <= 0 deletes
-    assert cache._get_raw(key) is None
+    assert client.set(key, b"6", 0) is False  # an expiry of 0 ms deletes
+    assert client.get(key) is None
 
 
 def test_a_tagged_read_is_one_round_trip(cache: RedisCache, raw: redis.Redis) -> None:
@@ -680,8 +681,8 @@ def test_each_event_loop_gets_its_own_pool(redis_server: Server) -> None:
     first, loop1 = asyncio.run(use(1))
     second, loop2 = asyncio.run(use(2))  # a new loop: no "attached to a different loop"
     assert (first, second) == (1, 2)
-    assert loop1 not in redis_backend._loop_pools  # closed loops are forgotten
-    assert loop2 in redis_backend._loop_pools
+    assert loop1 not in redis_client._loop_pools  # closed loops are forgotten
+    assert loop2 in redis_client._loop_pools
     cache.clear()
 
 
@@ -689,9 +690,9 @@ async def test_aclose_closes_this_loops_connections(redis_server: Server) -> Non
     cache = make(redis_server.url)
     await cache.aset("k", 1)
     loop = asyncio.get_running_loop()
-    assert cache._pools_id in redis_backend._loop_pools[loop]
+    assert cache._client.pools_id in redis_client._loop_pools[loop]
     await cache.aclose()
-    assert cache._pools_id not in redis_backend._loop_pools[loop]
+    assert cache._client.pools_id not in redis_client._loop_pools[loop]
     assert await cache.aget("k") == 1  # reopens on demand
     await cache.aclear()
     await cache.aclose()

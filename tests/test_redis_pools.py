@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 
-from lexigram_cache_django.backends.redis_pools import NO_CONNECTION, AsyncPool, SyncPool
+from lexigram_cache_django.backends.redis.pools import NO_CONNECTION, AsyncPool, SyncPool
 
 from .servers import Server
 

@@ -231,7 +231,7 @@ def test_a_dead_holder_in_process_is_recovered_after_the_lock_timeout(
 ) -> None:
     key = any_cache.make_and_validate_key("cold")
     lock_key = stampede.aux_key(key, "lexigram-lock")
-    assert any_cache._lock_add(lock_key, "crashed-owner", 0.5)  # never released
+    assert any_cache.lock_add(lock_key, "crashed-owner", 0.5)  # never released
     compute = Counter(seconds=0.0)
     started = time.monotonic()
     assert any_cache.get_or_set("cold", compute, 60, wait_timeout=30) == "computed"
@@ -244,7 +244,7 @@ def test_a_dead_holder_in_process_is_recovered_after_the_lock_timeout(
 
 def _seed_entry(cache: LexigramCache, key: str, value: Any, delta: float, ttl: float) -> None:
     made = cache.make_and_validate_key(key)
-    cache._set_entry(made, value, ttl, EntryMeta(delta=delta, expires=time.time() + ttl))
+    cache.set_entry(made, value, ttl, EntryMeta(delta=delta, expires=time.time() + ttl))
 
 
 def test_xfetch_probability_rises_towards_expiry() -> None:
@@ -306,7 +306,7 @@ def test_entries_written_by_get_or_set_carry_compute_time_and_expiry(
 ) -> None:
     before = time.time()
     any_cache.get_or_set("k", Counter(seconds=0.1), 60)
-    entry = any_cache._get_entry(any_cache.make_and_validate_key("k"))
+    entry = any_cache.get_entry(any_cache.make_and_validate_key("k"))
     assert entry is not None
     value, meta = entry
     assert value == "computed"
@@ -323,7 +323,7 @@ def test_ttl_jitter_spreads_expiries(make_cache: Any) -> None:
     expiries = []
     for i in range(40):
         cache.get_or_set(f"k{i}", lambda: "v", 100)
-        entry = cache._get_entry(cache.make_and_validate_key(f"k{i}"))
+        entry = cache.get_entry(cache.make_and_validate_key(f"k{i}"))
         expiries.append(entry[1].expires - time.time())
     assert min(expiries) >= 79 and max(expiries) <= 121
     assert max(expiries) - min(expiries) > 10  # actually spread, not all at 100

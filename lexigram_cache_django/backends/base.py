@@ -25,7 +25,7 @@ from django.core.cache.backends.base import (
 from .. import stampede
 from ..codec import Codec, EntryMeta
 from ..compression import make_compressor
-from ..exceptions import CacheBackendError, CacheDecodeError, CacheIntegrityError
+from ..exceptions import CacheDecodeError, CacheIntegrityError
 from ..locks import CacheLock
 from ..metrics import CacheStats, stats_for
 from ..serializers import DEFAULT_SERIALIZER, make_serializer
@@ -183,6 +183,11 @@ class LexigramCache(BaseCache):
         )
 
     @property
+    def counters(self) -> CacheStats:
+        """This alias's counters, shared by every backend object of it (see ``stats()``)."""
+        return self._stats
+
+    @property
     def location_display(self) -> str:
         """LOCATION with any password masked."""
         return mask_location(self._location)
@@ -308,23 +313,6 @@ class LexigramCache(BaseCache):
             self._stats.integrity_errors += 1
         logger.warning("%r: discarded unreadable entry %r: %s", self, key, exc)
 
-    def backend_error(self, operation: str, exc: Exception, default: Any = None) -> Any:
-        """A server call failed: raise (FAIL_SILENTLY False) or log, count and return default."""
-        self._stats.errors += 1
-        if not self.fail_silently:
-            raise CacheBackendError(
-                f"{type(self).__name__} {operation} failed at {self.location_display}: {exc}"
-            ) from exc
-        logger.warning(
-            "%r: %s failed, returning %r: %s: %s",
-            self,
-            operation,
-            default,
-            type(exc).__name__,
-            exc,
-        )
-        return default
-
     # -- stampede-protected get_or_set and locks ------------------------------------
 
     @cached_property
@@ -431,13 +419,13 @@ class LexigramCache(BaseCache):
         """Make every entry written under any of ``tags`` read as a miss, in O(1) per tag."""
         keys = self.tag_keys(_flatten(tags))
         if keys:
-            self._tags_invalidate(keys)
+            self.invalidate_tag_keys(keys)
             self._stats.tag_invalidations += len(keys)
 
     async def ainvalidate_tags(self, *tags: TagLike | Iterable[TagLike]) -> None:
         keys = self.tag_keys(_flatten(tags))
         if keys:
-            await self._atags_invalidate(keys)
+            await self.ainvalidate_tag_keys(keys)
             self._stats.tag_invalidations += len(keys)
 
     def invalidate_by_tag(self, tag: TagLike) -> None:
@@ -459,7 +447,7 @@ class LexigramCache(BaseCache):
         """Django's ``incr_version``, keeping the entry's tags (Django's re-``set`` drops them)."""
         version = self.version if version is None else version
         old = self.make_and_validate_key(key, version)
-        entry = self._get_entry(old)
+        entry = self.get_entry(old)
         if entry is None:
             raise ValueError(f"Key '{key}' not found")
         value, meta = entry
@@ -467,21 +455,21 @@ class LexigramCache(BaseCache):
         if meta is not None:
             expires = 0.0 if ttl is None else time.time() + ttl
             meta = EntryMeta(meta.tags, meta.delta, expires)
-        self._set_entry(self.make_and_validate_key(key, version + delta), value, ttl, meta)
+        self.set_entry(self.make_and_validate_key(key, version + delta), value, ttl, meta)
         self.delete(key, version=version)
         return version + delta
 
     async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         version = self.version if version is None else version
         old = self.make_and_validate_key(key, version)
-        entry = await self._aget_entry(old)
+        entry = await self.aget_entry(old)
         if entry is None:
             raise ValueError(f"Key '{key}' not found")
         value, meta = entry
         ttl = self.ttl_seconds(DEFAULT_TIMEOUT)
         if meta is not None:
             meta = EntryMeta(meta.tags, meta.delta, 0.0 if ttl is None else time.time() + ttl)
-        await self._aset_entry(self.make_and_validate_key(key, version + delta), value, ttl, meta)
+        await self.aset_entry(self.make_and_validate_key(key, version + delta), value, ttl, meta)
         await self.adelete(key, version=version)
         return version + delta
 
@@ -495,63 +483,64 @@ class LexigramCache(BaseCache):
     # ones; the async twins default to calling them, which is right for memory and is
     # overridden by the networked backends.
 
-    def _get_entry(self, key: str) -> tuple[Any, EntryMeta | None] | None:
+    def get_entry(self, key: str) -> tuple[Any, EntryMeta | None] | None:
         """``(value, meta)`` for a live entry, or None on a miss."""
         raise NotImplementedError
 
-    def _set_entry(self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None) -> None:
+    def set_entry(self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None) -> None:
         """Write ``value`` with its metadata for ``ttl`` seconds (None: no expiry)."""
         raise NotImplementedError
 
-    def _lock_add(self, key: str, token: str, ttl: float | None) -> bool:
-        """Store ``token`` under ``key`` for ``ttl`` seconds (None: no expiry) only if absent."""
+    def lock_add(self, key: str, token: str, ttl: float | None) -> bool | None:
+        """Store ``token`` under ``key`` for ``ttl`` seconds (None: no expiry) only if absent;
+        None if the server could not be asked."""
         raise NotImplementedError
 
-    def _lock_release(self, key: str, token: str) -> bool:
+    def lock_release(self, key: str, token: str) -> bool:
         """Delete ``key`` only if it still holds ``token``; True if it did."""
         raise NotImplementedError
 
-    def _lock_extend(self, key: str, token: str, ttl: float | None) -> bool:
+    def lock_extend(self, key: str, token: str, ttl: float | None) -> bool:
         """Reset ``key``'s lifetime to ``ttl`` only if it still holds ``token``."""
         raise NotImplementedError
 
-    def _lock_owner(self, key: str) -> str | None:
+    def lock_owner(self, key: str) -> str | None:
         """The token stored under ``key``, or None."""
         raise NotImplementedError
 
-    def _tag_versions(self, keys: Sequence[str], create: bool) -> list[int | None]:
+    def tag_versions(self, keys: Sequence[str], create: bool) -> list[int | None]:
         """Current versions of tag records; with ``create``, missing ones are created."""
         raise NotImplementedError
 
-    def _tags_invalidate(self, keys: Sequence[str]) -> None:
+    def invalidate_tag_keys(self, keys: Sequence[str]) -> None:
         """Give each tag record a new version."""
         raise NotImplementedError
 
-    async def _atag_versions(self, keys: Sequence[str], create: bool) -> list[int | None]:
-        return self._tag_versions(keys, create)
+    async def atag_versions(self, keys: Sequence[str], create: bool) -> list[int | None]:
+        return self.tag_versions(keys, create)
 
-    async def _atags_invalidate(self, keys: Sequence[str]) -> None:
-        self._tags_invalidate(keys)
+    async def ainvalidate_tag_keys(self, keys: Sequence[str]) -> None:
+        self.invalidate_tag_keys(keys)
 
-    async def _aget_entry(self, key: str) -> tuple[Any, EntryMeta | None] | None:
-        return self._get_entry(key)
+    async def aget_entry(self, key: str) -> tuple[Any, EntryMeta | None] | None:
+        return self.get_entry(key)
 
-    async def _aset_entry(
+    async def aset_entry(
         self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None
     ) -> None:
-        self._set_entry(key, value, ttl, meta)
+        self.set_entry(key, value, ttl, meta)
 
-    async def _alock_add(self, key: str, token: str, ttl: float | None) -> bool:
-        return self._lock_add(key, token, ttl)
+    async def alock_add(self, key: str, token: str, ttl: float | None) -> bool | None:
+        return self.lock_add(key, token, ttl)
 
-    async def _alock_release(self, key: str, token: str) -> bool:
-        return self._lock_release(key, token)
+    async def alock_release(self, key: str, token: str) -> bool:
+        return self.lock_release(key, token)
 
-    async def _alock_extend(self, key: str, token: str, ttl: float | None) -> bool:
-        return self._lock_extend(key, token, ttl)
+    async def alock_extend(self, key: str, token: str, ttl: float | None) -> bool:
+        return self.lock_extend(key, token, ttl)
 
-    async def _alock_owner(self, key: str) -> str | None:
-        return self._lock_owner(key)
+    async def alock_owner(self, key: str) -> str | None:
+        return self.lock_owner(key)
 
     # -- metrics -------------------------------------------------------------------
 

@@ -319,7 +319,7 @@ class MemoryCache(LexigramCache):
 
     # -- primitives for stampede protection, locks and tags -------------------------
 
-    def _get_entry(self, key: str) -> tuple[Any, EntryMeta | None] | None:
+    def get_entry(self, key: str) -> tuple[Any, EntryMeta | None] | None:
         with self._store.lock:
             entry = self._live(key)
             if entry is None:
@@ -329,14 +329,14 @@ class MemoryCache(LexigramCache):
             self._stats.hits += 1
         return _unpack(entry), entry.meta
 
-    def _set_entry(self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None) -> None:
+    def set_entry(self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None) -> None:
         stored, pickled = _pack(value)
         expires = None if ttl is None else time.time() + ttl if ttl > 0 else -1.0
         with self._store.lock:
             self._put(key, Entry(stored, expires, pickled, meta))
             self._stats.sets += 1
 
-    def _lock_add(self, key: str, token: str, ttl: float | None) -> bool:
+    def lock_add(self, key: str, token: str, ttl: float | None) -> bool | None:
         expires = None if ttl is None else time.time() + ttl
         with self._store.lock:
             if self._live(key) is not None:
@@ -344,7 +344,7 @@ class MemoryCache(LexigramCache):
             self._put(key, Entry(token, expires, False, None))
             return True
 
-    def _lock_release(self, key: str, token: str) -> bool:
+    def lock_release(self, key: str, token: str) -> bool:
         with self._store.lock:
             entry = self._live(key)
             if entry is None or entry.value != token:
@@ -352,7 +352,7 @@ class MemoryCache(LexigramCache):
             del self._store.data[key]
             return True
 
-    def _lock_extend(self, key: str, token: str, ttl: float | None) -> bool:
+    def lock_extend(self, key: str, token: str, ttl: float | None) -> bool:
         expires = None if ttl is None else time.time() + ttl
         with self._store.lock:
             entry = self._live(key)
@@ -361,16 +361,16 @@ class MemoryCache(LexigramCache):
             self._store.data[key] = entry._replace(expires=expires)
             return True
 
-    def _lock_owner(self, key: str) -> str | None:
+    def lock_owner(self, key: str) -> str | None:
         with self._store.lock:
             entry = self._live(key)
             return None if entry is None else str(entry.value)
 
-    def _tag_versions(self, keys: Sequence[str], create: bool) -> list[int | None]:
+    def tag_versions(self, keys: Sequence[str], create: bool) -> list[int | None]:
         with self._store.lock:
             return self._versions_locked(keys, create)
 
-    def _tags_invalidate(self, keys: Sequence[str]) -> None:
+    def invalidate_tag_keys(self, keys: Sequence[str]) -> None:
         expires = time.time() + self.tag_timeout
         with self._store.lock:
             for tag_key in keys:

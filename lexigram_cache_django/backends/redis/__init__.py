@@ -1,0 +1,31 @@
+"""Redis backend: ``BACKEND = "lexigram_cache_django.backends.redis.RedisCache"``.
+
+``cache.py`` is the Django backend (Redis's rules and django-redis's extensions over
+:class:`~..remote.RemoteCache`); ``client.py`` the servers, routing and the one choke
+point every command passes; ``pools.py`` our lean connection pools; ``scripts.py`` the
+Lua scripts.
+"""
+
+from .cache import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SOCKET_TIMEOUT,
+    RedisCache,
+    glob_escape,
+    milliseconds,
+    split_servers,
+)
+from .client import SERVER_ERRORS, RedisClient, RedisIncrError
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_SOCKET_TIMEOUT",
+    "SERVER_ERRORS",
+    "RedisCache",
+    "RedisClient",
+    "RedisIncrError",
+    "glob_escape",
+    "milliseconds",
+    "split_servers",
+]

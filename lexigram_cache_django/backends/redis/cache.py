@@ -1,0 +1,358 @@
+"""RedisCache: Django's cache API on Redis, plus django-redis's extensions, sync and async.
+
+A drop-in for ``django.core.cache.backends.redis.RedisCache`` (same ``LOCATION`` forms: a
+URL, or a list or ``,``/``;``-separated string of URLs, primary first and read replicas
+after) on redis-py, with hiredis when installed. Django's API, tags, locks and the
+fail-open policy come from :class:`~..remote.RemoteCache`; this module holds only what is
+Redis's own: LOCATION and pool options, Django timeouts as ``PX`` milliseconds, ``clear()``
+by prefix with SCAN + UNLINK, the django-redis extensions (``ttl``, ``persist``,
+``keys``, ``delete_pattern``, ``get_client``, ...) and server figures from ``INFO``.
+
+Why it is fast: commands go straight to a pooled connection (``send_command`` +
+``read_response``) through our lean pools (:mod:`.pools`) instead of ``redis.Redis``'s
+per-command retry and observability layers; ``get_many`` is one ``MGET``, ``set_many``
+one pipelined write, ``delete_many`` one ``DEL``; the ``a*`` methods use ``redis.asyncio``
+pools of the running loop, with no thread hop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import redis
+import redis.asyncio
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+
+from ...exceptions import CacheConfigurationError, CacheServerError
+from ..base import LexigramCache, mask_location
+from ..remote import RemoteCache
+from .client import SCAN_COUNT, RedisClient
+
+#: Connect fast or fail: on loopback or a LAN a healthy server accepts in well under a
+#: millisecond, so 0.5 s only ever expires for a dead or unreachable host.
+DEFAULT_CONNECT_TIMEOUT = 0.5
+#: Longest wait for a reply. Cache commands take microseconds; 1 s bounds what a stalled
+#: server (swapping, a slow Lua script, a long fork) can add to a call.
+DEFAULT_SOCKET_TIMEOUT = 1.0
+#: Connections per server per process (per event loop for the async pools).
+DEFAULT_MAX_CONNECTIONS = 100
+
+_SCHEMES = ("redis", "rediss", "unix")
+#: Options Django's RedisCache takes that mean something else (or nothing) here.
+_UNSUPPORTED = {
+    "serializer": "use SERIALIZER (a lexigram serializer name or dotted path)",
+    "pool_class": "this backend manages its own pools; pass connection options instead",
+    "cache_config": "redis-py's client-side caching lives in redis-py's pools, which this "
+    "backend's commands do not use; put a MemoryCache in front (two aliases) instead",
+    "cache": "redis-py's client-side caching is not supported (see cache_config)",
+    "cache_factory": "redis-py's client-side caching is not supported (see cache_config)",
+}
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def glob_escape(text: str) -> str:
+    """Escape SCAN MATCH wildcards, so a KEY_PREFIX like ``site[1]`` matches literally."""
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+def milliseconds(ttl: float | None) -> int | None:
+    """Seconds (as from ``ttl_seconds``) to PX: None persists, 0 means "do not store"."""
+    if ttl is None:
+        return None
+    if ttl <= 0:
+        return 0
+    return max(1, int(ttl * 1000))
+
+
+def split_servers(location: Any) -> list[str]:
+    """LOCATION as Django's RedisCache reads it, checked: a list of redis URLs."""
+    if isinstance(location, str):
+        servers = [s.strip() for s in re.split("[;,]", location)]
+    else:
+        servers = [str(s).strip() for s in location or ()]
+    servers = [s for s in servers if s]
+    if not servers:
+        raise CacheConfigurationError(
+            "RedisCache needs a LOCATION such as 'redis://127.0.0.1:6379/0'"
+        )
+    for url in servers:
+        scheme, sep, _ = url.partition("://")
+        if not sep or scheme.lower() not in _SCHEMES:
+            raise CacheConfigurationError(
+                f"RedisCache LOCATION {mask_location(url)!r} is not a redis://, rediss:// "
+                "or unix:// URL"
+            )
+    return servers
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def pool_options(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sync and async pool keyword arguments from OPTIONS; lower-case keys go to redis-py
+    as they are."""
+    for name, hint in _UNSUPPORTED.items():
+        if name in opts:
+            raise CacheConfigurationError(f"RedisCache OPTIONS[{name!r}]: {hint}")
+    socket_timeout = _seconds(opts.get("SOCKET_TIMEOUT", DEFAULT_SOCKET_TIMEOUT))
+    kwargs: dict[str, Any] = {
+        "socket_connect_timeout": _seconds(opts.get("CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)),
+        "socket_timeout": socket_timeout,
+        "max_connections": int(opts.get("MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
+    }
+    kwargs.update((k, v) for k, v in opts.items() if k.islower())
+    # The sync pool blocks up to POOL_TIMEOUT for a free connection (threads); async
+    # tasks wait their turn for one of the same number per event loop.
+    pool_timeout = _seconds(opts.get("POOL_TIMEOUT", socket_timeout))
+    return {**kwargs, "timeout": pool_timeout}, kwargs
+
+
+class RedisCache(RemoteCache):
+    """Redis through redis-py: Django's API, django-redis's extensions, sync and async."""
+
+    backend_name = "redis"
+    known_options = LexigramCache.known_options | {
+        "CONNECT_TIMEOUT",
+        "SOCKET_TIMEOUT",
+        "MAX_CONNECTIONS",
+        "POOL_TIMEOUT",
+    }
+
+    def __init__(self, server: Any, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._client: RedisClient = RedisClient(split_servers(server), *pool_options(self._options))
+        self._clients: dict[int, redis.Redis] = {}
+        self._default_px = milliseconds(self.ttl_seconds(DEFAULT_TIMEOUT))
+
+    # -- Redis's rules for RemoteCache -------------------------------------------------
+
+    def _expiry(self, timeout: Any) -> int | None:
+        if timeout is DEFAULT_TIMEOUT:
+            return self._default_px
+        return milliseconds(self.ttl_seconds(timeout))
+
+    def _seconds_expiry(self, ttl: float | None) -> int | None:
+        return milliseconds(ttl)
+
+    def _clear_server(self) -> None:
+        """Remove this alias's keys only: SCAN + UNLINK of its KEY_PREFIX.
+
+        Without a KEY_PREFIX the alias owns the whole database, and it is flushed
+        (``FLUSHDB``), as Django's RedisCache always does.
+        """
+        if self.key_prefix:
+            self._client.unlink_matching(self._alias_pattern())
+        else:
+            self._client.send(self._client.primary, "FLUSHDB")
+
+    async def _aclear_server(self) -> None:
+        if self.key_prefix:
+            await self._client.aunlink_matching(self._alias_pattern())
+        else:
+            await self._client.asend(self._client.aprimary(), "FLUSHDB")
+
+    async def aclose(self, **kwargs: Any) -> None:
+        """Close this event loop's connections to our servers (sync pools stay open)."""
+        await self._client.aclose()
+
+    # -- django-redis's extensions ---------------------------------------------------
+
+    def get_client(self, key: Any = None, *, write: bool = True) -> redis.Redis:
+        """A ``redis.Redis`` for raw commands (keys are not made), on redis-py's own pool.
+
+        That pool has this alias's settings and bound, and opens its own connections on
+        first use (the backend's commands go through the leaner ``SyncPool``).
+        """
+        pool = (self._client.primary if write else self._client.read_pool()).redis_pool
+        client = self._clients.get(id(pool))
+        if client is None:
+            client = self._clients[id(pool)] = redis.Redis(connection_pool=pool)
+        return client
+
+    def aget_client(self, *, write: bool = True) -> redis.asyncio.Redis:
+        """A ``redis.asyncio.Redis`` on this loop's pool (call from inside the loop)."""
+        ap = self._client.aprimary() if write else self._client.aread_pool()
+        return redis.asyncio.Redis(connection_pool=ap.redis_pool)
+
+    def ttl(self, key: Any, version: int | None = None) -> int | None:
+        """Seconds left; None if the key never expires; 0 if it does not exist."""
+        return self._remaining("TTL", key, version)
+
+    def pttl(self, key: Any, version: int | None = None) -> int | None:
+        """Milliseconds left; None if the key never expires; 0 if it does not exist."""
+        return self._remaining("PTTL", key, version)
+
+    def _remaining(self, command: str, key: Any, version: int | None) -> int | None:
+        key = self.make_and_validate_key(key, version)
+        try:
+            left = int(self._client.send(self._client.read_pool(), command, key))
+        except CacheServerError as exc:
+            return self._failed(command.lower(), exc, 0)
+        return None if left == -1 else max(left, 0)
+
+    async def attl(self, key: Any, version: int | None = None) -> int | None:
+        return await self._aremaining("TTL", key, version)
+
+    async def apttl(self, key: Any, version: int | None = None) -> int | None:
+        return await self._aremaining("PTTL", key, version)
+
+    async def _aremaining(self, command: str, key: Any, version: int | None) -> int | None:
+        key = self.make_and_validate_key(key, version)
+        try:
+            left = int(await self._client.asend(self._client.aread_pool(), command, key))
+        except CacheServerError as exc:
+            return self._failed(command.lower(), exc, 0)
+        return None if left == -1 else max(left, 0)
+
+    def expire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
+        """Set a key's timeout with Django's meaning (None: never expires, <= 0: delete)."""
+        return self.touch(key, timeout, version)
+
+    async def aexpire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
+        return await self.atouch(key, timeout, version)
+
+    def pexpire(self, key: Any, timeout: int, version: int | None = None) -> bool:
+        """Set a key's timeout in milliseconds."""
+        return self._on_primary("PEXPIRE", key, version, int(timeout))
+
+    async def apexpire(self, key: Any, timeout: int, version: int | None = None) -> bool:
+        return await self._aon_primary("PEXPIRE", key, version, int(timeout))
+
+    def persist(self, key: Any, version: int | None = None) -> bool:
+        """Remove a key's timeout; True if it had one (Redis ``PERSIST``)."""
+        return self._on_primary("PERSIST", key, version)
+
+    async def apersist(self, key: Any, version: int | None = None) -> bool:
+        return await self._aon_primary("PERSIST", key, version)
+
+    def _on_primary(self, command: str, key: Any, version: int | None, *args: Any) -> bool:
+        key = self.make_and_validate_key(key, version)
+        try:
+            return bool(self._client.send(self._client.primary, command, key, *args))
+        except CacheServerError as exc:
+            return self._failed(command.lower(), exc, False)
+
+    async def _aon_primary(self, command: str, key: Any, version: int | None, *args: Any) -> bool:
+        key = self.make_and_validate_key(key, version)
+        try:
+            return bool(await self._client.asend(self._client.aprimary(), command, key, *args))
+        except CacheServerError as exc:
+            return self._failed(command.lower(), exc, False)
+
+    def keys(self, search: str, version: int | None = None) -> list[str]:
+        """Keys matching a glob pattern in Django key space (``"user:*"``), via SCAN."""
+        return list(dict.fromkeys(self.iter_keys(search, version=version)))
+
+    async def akeys(self, search: str, version: int | None = None) -> list[str]:
+        return list(dict.fromkeys([k async for k in self.aiter_keys(search, version=version)]))
+
+    def iter_keys(
+        self, search: str, itersize: int | None = None, version: int | None = None
+    ) -> Iterator[str]:
+        """Like :meth:`keys`, lazily; SCAN may yield a key twice if the db is rehashing."""
+        unmake = self._key_unmaker(version)
+        pattern = self._pattern(search, version)
+        client = self._client
+        try:
+            for raw in client.scan(client.read_pool(), pattern, itersize or SCAN_COUNT):
+                yield unmake(raw)
+        except CacheServerError as exc:
+            self._failed("iter_keys", exc, None)
+
+    async def aiter_keys(
+        self, search: str, itersize: int | None = None, version: int | None = None
+    ) -> AsyncIterator[str]:
+        unmake = self._key_unmaker(version)
+        pattern = self._pattern(search, version)
+        client = self._client
+        try:
+            async for raw in client.ascan(client.aread_pool(), pattern, itersize or SCAN_COUNT):
+                yield unmake(raw)
+        except CacheServerError as exc:
+            self._failed("iter_keys", exc, None)
+
+    def delete_pattern(
+        self, pattern: str, version: int | None = None, itersize: int | None = None
+    ) -> int:
+        """Delete the keys matching a pattern in Django key space; returns how many."""
+        try:
+            deleted = self._client.unlink_matching(
+                self._pattern(pattern, version), itersize or SCAN_COUNT
+            )
+        except CacheServerError as exc:
+            return self._failed("delete_pattern", exc, 0)
+        self._stats.deletes += deleted
+        return deleted
+
+    async def adelete_pattern(
+        self, pattern: str, version: int | None = None, itersize: int | None = None
+    ) -> int:
+        try:
+            deleted = await self._client.aunlink_matching(
+                self._pattern(pattern, version), itersize or SCAN_COUNT
+            )
+        except CacheServerError as exc:
+            return self._failed("delete_pattern", exc, 0)
+        self._stats.deletes += deleted
+        return deleted
+
+    # -- patterns ----------------------------------------------------------------------
+
+    def _pattern(self, search: str, version: int | None) -> str:
+        """A pattern in Django key space made into a SCAN pattern (prefix and version)."""
+        version = self.version if version is None else version
+        pattern: str = self.key_func(search, glob_escape(self.key_prefix), version)
+        return pattern
+
+    def _alias_pattern(self) -> str:
+        """Every key of this alias, whatever its version (what ``clear()`` removes)."""
+        pattern: str = self.key_func("*", glob_escape(self.key_prefix), "*")
+        return pattern
+
+    def _key_unmaker(self, version: int | None) -> Callable[[bytes], str]:
+        """Final key -> the key the user passed, when KEY_FUNCTION keeps it verbatim."""
+        version = self.version if version is None else version
+        head, sep, tail = str(self.key_func("\x00", self.key_prefix, version)).partition("\x00")
+
+        def unmake(raw: bytes) -> str:
+            key = raw.decode(errors="replace")
+            if sep and key.startswith(head) and key.endswith(tail):
+                return key[len(head) : len(key) - len(tail)]
+            return key
+
+        return unmake
+
+    # -- metrics -----------------------------------------------------------------------
+
+    def store_stats(self) -> dict[str, Any]:
+        """Server figures from INFO and DBSIZE; never raises (a down server is reported)."""
+        try:
+            client = self.get_client()
+            info = client.info()
+            entries = client.dbsize()
+        except redis.exceptions.RedisError as exc:
+            return {"server_error": f"{type(exc).__name__}: {exc}"}
+        data: dict[str, Any] = {"entries": entries}
+        for name in _INFO_FIELDS:
+            if name in info:
+                data[name] = info[name]
+        return data
+
+
+_INFO_FIELDS = (
+    "redis_version",
+    "uptime_in_seconds",
+    "connected_clients",
+    "used_memory",
+    "used_memory_human",
+    "maxmemory",
+    "maxmemory_policy",
+    "keyspace_hits",
+    "keyspace_misses",
+    "evicted_keys",
+    "expired_keys",
+    "total_commands_processed",
+)
