@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast, overload
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
-from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.cache import DEFAULT_CACHE_ALIAS
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
@@ -30,103 +30,19 @@ from django.utils.cache import (
 )
 from django.utils.http import parse_http_date_safe
 
-from .backends.base import LexigramCache
-from .exceptions import CacheConfigurationError
+from .compute import (
+    NotStored,
+    TagsArg,
+    aget_or_compute,
+    get_cache,
+    get_or_compute,
+    resolve_tags,
+)
 from .invalidation import ainvalidate_now, invalidate_on_commit
 from .keys import call_key
-from .tags import TagLike
 from .wrappers import FunctionWrapper
 
 F = TypeVar("F", bound=Callable[..., Any])
-Tags = Iterable[TagLike] | TagLike | None
-#: Tags, or a callable of the decorated function's arguments returning them.
-TagsArg = Tags | Callable[..., Tags]
-
-_MISSING = object()
-
-
-# -- shared helpers ----------------------------------------------------------------------
-
-
-class _NotStored(Exception):
-    """Raised inside a computation to hand its result back without caching it.
-
-    Every caller waiting on the same single flight receives this same exception;
-    ``owner`` tells the caller that computed it from the others.
-    """
-
-    def __init__(self, owner: object, value: Any, retry: bool = False) -> None:
-        super().__init__("result not cached")
-        self.owner = owner
-        self.value = value
-        self.retry = retry
-
-    def own_result(self) -> Any:
-        """For the caller that computed it: its response, or its view's exception."""
-        if isinstance(self.value, Exception):
-            raise self.value
-        return self.value
-
-
-def get_cache(alias: str, *, tagged: bool, what: str) -> BaseCache:
-    """``caches[alias]``, refusing ``tags=`` on a backend that has no tags."""
-    cache = caches[alias]
-    if tagged and not isinstance(cache, LexigramCache):
-        raise CacheConfigurationError(
-            f"{what} was given tags, but cache {alias!r} is a {type(cache).__name__}, which "
-            f"has no tags: use a lexigram backend for it, or drop tags=."
-        )
-    return cache
-
-
-def resolve_tags(spec: TagsArg, *args: Any, **kwargs: Any) -> Tags:
-    """Static tags as they are; a callable (not a model class) called with the arguments."""
-    if callable(spec) and not isinstance(spec, type):
-        return spec(*args, **kwargs)
-    return spec
-
-
-def get_or_compute(
-    cache: BaseCache,
-    key: str,
-    compute: Callable[[], Any],
-    timeout: Any = DEFAULT_TIMEOUT,
-    version: int | None = None,
-    tags: Tags = None,
-) -> Any:
-    """``get_or_set`` with single flight and tags on lexigram backends; a plain
-    get-compute-set on Django's (a cached ``None`` is a hit on both)."""
-    if isinstance(cache, LexigramCache):
-        if tags is None:
-            return cache.get_or_set(key, compute, timeout, version)
-        return cache.get_or_set(key, compute, timeout, version, tags=tags)
-    value = cache.get(key, _MISSING, version=version)
-    if value is _MISSING:
-        value = compute()
-        cache.set(key, value, timeout, version=version)
-    return value
-
-
-async def aget_or_compute(
-    cache: BaseCache,
-    key: str,
-    compute: Callable[[], Awaitable[Any]],
-    timeout: Any = DEFAULT_TIMEOUT,
-    version: int | None = None,
-    tags: Tags = None,
-) -> Any:
-    """Async :func:`get_or_compute`; ``compute`` is an async callable."""
-    if isinstance(cache, LexigramCache):
-        if tags is None:
-            return await cache.aget_or_set(key, compute, timeout, version)
-        return await cache.aget_or_set(key, compute, timeout, version, tags=tags)
-    value = await cache.aget(key, _MISSING, version=version)
-    if value is _MISSING:
-        value = await compute()
-        await cache.aset(key, value, timeout, version=version)
-    return value
-
-
 # -- cache_page ------------------------------------------------------------------------
 
 #: Marks a stored page: (marker, status, headers, content). A tuple of plain values, so
@@ -204,10 +120,10 @@ class _PageCache:
         key: str,
         state: _Render,
     ) -> tuple[Any, ...]:
-        """Inside the single flight: the page to store, or raise ``_NotStored``."""
+        """Inside the single flight: the page to store, or raise ``NotStored``."""
         state.response = response
         if not isinstance(response, HttpResponse) or not self.cacheable(response):
-            raise _NotStored(state, response)
+            raise NotStored(state, response)
         cache_control = response.get("Cache-Control", "").lower()
         patch_response_headers(response, int(self.timeout))
         # As Django: a response to an authorized request varies on Authorization unless
@@ -216,7 +132,7 @@ class _PageCache:
             patch_vary_headers(response, ("Authorization",))
         learned = learn_cache_key(request, response, self.timeout, self.key_prefix, cache)
         if learned != key:  # the page varies on headers we did not know: relearned now
-            raise _NotStored(state, response, retry=True)
+            raise NotStored(state, response, retry=True)
         return _freeze(response)
 
     @staticmethod
@@ -287,12 +203,12 @@ def _sync_page_view(view: Callable[..., Any], page: _PageCache) -> Callable[...,
                     if callable(getattr(response, "render", None)):
                         response.render()  # TemplateResponse: the page is what is stored
                 except Exception as exc:  # e.g. PermissionDenied: this request's alone
-                    raise _NotStored(state, exc) from exc
+                    raise NotStored(state, exc) from exc
                 return page.store(cache, request, response, key, state)
 
             try:
                 stored = get_or_compute(cache, key, render, page.timeout, tags=tags)
-            except _NotStored as skip:
+            except NotStored as skip:
                 if skip.owner is state:
                     return cast(HttpResponseBase, skip.own_result())
                 if skip.retry and attempt == 1:
@@ -332,12 +248,12 @@ def _async_page_view(view: Callable[..., Any], page: _PageCache) -> Callable[...
                     if callable(getattr(response, "render", None)):
                         await sync_to_async(response.render)()  # templates may query the DB
                 except Exception as exc:
-                    raise _NotStored(state, exc) from exc
+                    raise NotStored(state, exc) from exc
                 return page.store(cache, request, response, key, state)
 
             try:
                 stored = await aget_or_compute(cache, key, render, page.timeout, tags=tags)
-            except _NotStored as skip:
+            except NotStored as skip:
                 if skip.owner is state:
                     return cast(HttpResponseBase, skip.own_result())
                 if skip.retry and attempt == 1:
@@ -424,7 +340,7 @@ class CachedFunction(FunctionWrapper):
         def compute() -> Any:
             value = func(*args, **kwargs)
             if condition is not None and not condition(value):
-                raise _NotStored(None, value)
+                raise NotStored(None, value)
             return value
 
         try:
@@ -436,7 +352,7 @@ class CachedFunction(FunctionWrapper):
                 self.version,
                 resolve_tags(self.tags, *args, **kwargs),
             )
-        except _NotStored as skip:
+        except NotStored as skip:
             return skip.value
 
     async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -446,7 +362,7 @@ class CachedFunction(FunctionWrapper):
         async def compute() -> Any:
             value = await func(*args, **kwargs)
             if condition is not None and not condition(value):
-                raise _NotStored(None, value)
+                raise NotStored(None, value)
             return value
 
         try:
@@ -458,7 +374,7 @@ class CachedFunction(FunctionWrapper):
                 self.version,
                 resolve_tags(self.tags, *args, **kwargs),
             )
-        except _NotStored as skip:
+        except NotStored as skip:
             return skip.value
 
 

@@ -32,6 +32,7 @@ PLACES: list[tuple[str, tuple[int, int, str]]] = [
     ("protocols", (2, 3, "protocols")),
     ("locks", (2, 4, "locks")),
     ("stampede", (2, 5, "stampede")),
+    ("backends.keymemo", (3, 0, "backends.base")),
     ("backends.base", (3, 0, "backends.base")),
     ("backends.remote_entries", (3, 1, "backends.remote")),
     ("backends.remote", (3, 1, "backends.remote")),

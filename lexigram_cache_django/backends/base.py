@@ -16,11 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from django.core.cache.backends.base import (
-    DEFAULT_TIMEOUT,
-    MEMCACHE_MAX_KEY_LENGTH,
-    BaseCache,
-)
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from .. import stampede
 from ..codec import Codec, EntryMeta
@@ -39,13 +35,9 @@ from ..tags import (
     tag_names,
     tag_record_key,
 )
+from .keymemo import MemoizedKeys
 
 logger = logging.getLogger("lexigram_cache_django")
-
-#: Keys Django would warn about (too long for memcached, or control characters/space).
-_UNPORTABLE_KEY = re.compile(r"[\x00-\x20\x7f]")
-#: Bound on the per-object memo of made keys; cleared wholesale when full.
-_KEY_MEMO_SIZE = 4096
 
 
 def mask_location(location: Any) -> str:
@@ -67,7 +59,7 @@ def mask_location(location: Any) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-class LexigramCache(BaseCache):
+class LexigramCache(MemoizedKeys):
     """Base class of every lexigram backend.
 
     Subclasses set ``backend_name`` and implement Django's API. This class gives them:
@@ -105,8 +97,8 @@ class LexigramCache(BaseCache):
         self._location = location
         self._options: dict[str, Any] = dict(params.get("OPTIONS") or {})
         self.fail_silently: bool = bool(self._options.get("FAIL_SILENTLY", True))
-        self._key_memo: dict[tuple[Any, Any], str] = {}
-        self._default_key_memo: dict[Any, str] = {}  # version=None: no tuple per lookup
+        self._key_memo = {}
+        self._default_key_memo = {}
         self._stats: CacheStats = stats_for(self.identity)
         self._tag_hints: TagHints = hints_for(self.identity)
         self._codec_instance: Codec | None = None
@@ -195,83 +187,12 @@ class LexigramCache(BaseCache):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.location_display!r}>"
 
-    # -- keys ----------------------------------------------------------------------
-
-    # Changing these after construction must drop memoized keys.
-    @property
-    def key_prefix(self) -> str:
-        return self._key_prefix
-
-    @key_prefix.setter
-    def key_prefix(self, value: str) -> None:
-        self._key_prefix = value
-        self._key_memo = {}
-        self._default_key_memo = {}
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    @version.setter
-    def version(self, value: int) -> None:
-        self._version = value
-        self._key_memo = {}
-        self._default_key_memo = {}
-
-    @property
-    def key_func(self) -> Any:
-        return self._key_func
-
-    @key_func.setter
-    def key_func(self, value: Any) -> None:
-        self._key_func = value
-        self._key_memo = {}
-        self._default_key_memo = {}
-
-    def make_and_validate_key(self, key: Any, version: int | None = None) -> str:
-        """Django's key making and validation, memoized for keys that pass cleanly."""
-        memo: dict[Any, str] = self._default_key_memo if version is None else self._key_memo
-        slot = key if version is None else (key, version)
-        try:
-            return memo[slot]
-        except KeyError:
-            pass
-        except TypeError:  # an unhashable key: Django formats it anyway
-            return self._make_and_validate_uncached(key, version)
-        final = self._make_and_validate_uncached(key, version)
-        if len(final) <= MEMCACHE_MAX_KEY_LENGTH and not _UNPORTABLE_KEY.search(final):
-            if len(memo) >= _KEY_MEMO_SIZE:
-                memo.clear()
-            memo[slot] = final
-        return final
-
-    def make_key_list(self, keys: Sequence[Any], version: int | None = None) -> list[str]:
-        """The final keys of a batch, in order; memoized keys cost one C-level lookup each.
-
-        ``all()`` tells that every key was memoized (a final key is never empty) at a
-        fraction of the cost of looking for ``None`` among them.
-        """
-        if version is None:
-            try:
-                finals: list[str | None] = list(map(self._default_key_memo.get, keys))
-            except TypeError:  # an unhashable key among them
-                finals = []
-            if finals and all(finals):
-                return finals  # type: ignore[return-value]  # no None left
-        make = self.make_and_validate_key
-        return [make(key, version) for key in keys]
-
     def count_batch(self, made: Sequence[str], hits: int) -> None:
         """Hits and misses of a batch read: each distinct key once (a batch may name one
         twice), the same on every backend."""
         requested = len(made) if hits == len(made) else len(set(made))
         self._stats.hits += hits
         self._stats.misses += max(requested - hits, 0)
-
-    def _make_and_validate_uncached(self, key: Any, version: int | None) -> str:
-        final: str = self.make_key(key, version=version)
-        self.validate_key(final)
-        return final
 
     # -- timeouts ------------------------------------------------------------------
 

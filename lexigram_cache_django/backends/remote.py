@@ -186,14 +186,14 @@ class RemoteCache(RemoteEntries):
     def has_key(self, key: Any, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            return self._read_entry(key, count=False) is not None
+            return self._read_entry(key, count=False, primary=True) is not None
         except CacheServerError as exc:
             return self._failed("has_key", exc, False)
 
     async def ahas_key(self, key: Any, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            return await self._aread_entry(key, count=False) is not None
+            return await self._aread_entry(key, count=False, primary=True) is not None
         except CacheServerError as exc:
             return self._failed("has_key", exc, False)
 

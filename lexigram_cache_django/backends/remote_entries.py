@@ -199,29 +199,32 @@ class RemoteEntries(LexigramCache):
                 self._stats.hits += 1
         return entry
 
-    def _read_entry(self, key: str, count: bool = True) -> Entry | None:
-        """One entry and (from the key's hint) its tag records in one read."""
+    def _read_entry(self, key: str, count: bool = True, primary: bool = False) -> Entry | None:
+        """One entry and (from the key's hint) its tag records in one read; ``primary``
+        reads it from the primary even when there are replicas (``has_key``)."""
         hint = self._tag_hints.get(key)
         records: dict[str, int | None] = {}
         if hint:
             data, *versions = self._client.get_many((key, *hint), primary=True)
             records = dict(zip(hint, map(record_version, versions)))
         else:
-            data = self._client.get(key)
+            data = self._client.get(key, primary)
         entry = self._live(key, data)
         missing = self._tags_to_fetch(key, entry, hint, records)
         if missing:
             records.update(self._records(missing))
         return self._settle(entry, records, count)  # type: ignore[no-any-return]
 
-    async def _aread_entry(self, key: str, count: bool = True) -> Entry | None:
+    async def _aread_entry(
+        self, key: str, count: bool = True, primary: bool = False
+    ) -> Entry | None:
         hint = self._tag_hints.get(key)
         records: dict[str, int | None] = {}
         if hint:
             data, *versions = await self._client.aget_many((key, *hint), primary=True)
             records = dict(zip(hint, map(record_version, versions)))
         else:
-            data = await self._client.aget(key)
+            data = await self._client.aget(key, primary)
         entry = self._live(key, data)
         missing = self._tags_to_fetch(key, entry, hint, records)
         if missing:

@@ -23,7 +23,7 @@ from django.core.cache.utils import make_template_fragment_key
 from django.template.base import FilterExpression, Node, NodeList, Parser, Token
 from django.utils.safestring import SafeString, mark_safe
 
-from ..decorators import get_cache, get_or_compute
+from ..compute import get_cache, get_or_compute
 from ..tags import TagLike
 
 register = template.Library()
