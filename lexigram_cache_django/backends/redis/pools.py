@@ -13,6 +13,9 @@ parts a cache relies on and drop the rest:
   FIFO order. Past the wait both get ``redis.ConnectionError("No connection available.")``,
   as with ``BlockingConnectionPool``, which RedisCache treats as the server being
   unavailable (fail open).
+* **One time budget per async call**: a task that queued for a connection reads its reply
+  for what is left of ``socket_timeout``, so the pool wait and the reply wait together
+  never exceed it (a frozen server costs a call one timeout, not two).
 * **Fork safety**: a child process starts with empty pools (``os.register_at_fork``), so
   parent and child never share a socket.
 * **Idle connections are checked before reuse**, as redis-py checks every one: a
@@ -197,6 +200,7 @@ class AsyncPool:
         self.connection_kwargs: dict[str, Any] = self.redis_pool.connection_kwargs
         self.max_connections: int = self.redis_pool.max_connections
         self.timeout = timeout
+        self.socket_timeout: float | None = self.connection_kwargs.get("socket_timeout")
         self.idle_check_after = IDLE_CHECK_AFTER
         self._idle: list[tuple[Any, float]] = []  # (connection, idle since), newest last
         self._created = 0
@@ -266,16 +270,25 @@ class AsyncPool:
         return result
 
     async def _exchange(self, talk: Any, work: Any) -> Any:
+        started = _monotonic()
         conn = await self.acquire()
+        # The wait for a connection and the wait for the reply share one budget
+        # (socket_timeout): a task that queued for a connection reads for what is left.
+        timeout = None
+        budget = self.socket_timeout
+        if budget is not None:
+            waited = _monotonic() - started
+            if waited > 0.0005:
+                timeout = max(budget - waited, 0.001)
         try:
             was_open = conn.is_connected
             try:
-                result = await talk(conn, work)
+                result = await talk(conn, work, timeout)
             except redis.ConnectionError as exc:
                 if not was_open or isinstance(exc, _LostMidReply):
                     raise
                 await conn.disconnect(nowait=True)  # stale: closed since its last use
-                result = await talk(conn, work)
+                result = await talk(conn, work, timeout)
         except ResponseError:
             await self._done(conn, broken=False)
             raise
@@ -318,17 +331,19 @@ def _many(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     return replies
 
 
-async def _aone(conn: Any, args: tuple[Any, ...]) -> Any:
+async def _aone(conn: Any, args: tuple[Any, ...], timeout: float | None) -> Any:
     await conn.send_command(*args)
-    return await conn.read_response()
+    return await conn.read_response(timeout=timeout)
 
 
-async def _amany(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+async def _amany(
+    conn: Any, commands: Sequence[tuple[Any, ...]], timeout: float | None
+) -> list[Any]:
     await conn.send_packed_command(conn.pack_commands(commands))
     replies: list[Any] = []
     for _ in commands:
         try:
-            replies.append(await conn.read_response())
+            replies.append(await conn.read_response(timeout=timeout))
         except ResponseError as exc:
             replies.append(exc)
         except redis.ConnectionError as exc:
