@@ -43,9 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         change = a / b if b else float("nan")
         mark = "" if abs(change - 1) <= args.tolerance else "  <-- outside"
         outside += bool(mark)
-        print(
-            f"{': '.join(key[:2]) + ' / ' + key[2]:<{width}}  {b:5.2f}x  {a:5.2f}x  {change:6.3f}{mark}"
-        )
+        label = f"{key[0]}: {key[1]} / {key[2]}"
+        print(f"{label:<{width}}  {b:5.2f}x  {a:5.2f}x  {change:6.3f}{mark}")
     print(f"{len(rows)} ratios compared, {outside} outside +-{args.tolerance:.0%}")
     return 0
 
