@@ -49,6 +49,8 @@ class Server:
     workdir: str
     password: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    cmd: list[str] = field(default_factory=list)  # how it was started (for restart)
+    probe: tuple[bytes, bytes] = (b"", b"")  # a request and the start of its reply
 
     @property
     def host(self) -> str:
@@ -79,6 +81,27 @@ class Server:
                 self.process.wait(timeout=10)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once, as in a crash (its port then refuses)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def restart(self, timeout: float = 15.0) -> None:
+        """Start the same server again on the same port (after kill or stop)."""
+        self.kill()
+        os.makedirs(self.workdir, exist_ok=True)
+        log = open(os.path.join(self.workdir, "server.log"), "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if _answers(self.port, *self.probe):
+                return
+            time.sleep(0.01)
+        raise RuntimeError(f"could not restart {self.kind} on port {self.port}")
+
 
 def _require(binary: str) -> str:
     path = shutil.which(binary) or f"/usr/bin/{binary}"
@@ -97,7 +120,7 @@ def _start(kind: str, build_cmd: object, probe: tuple[bytes, bytes], **kw: objec
         cmd = build_cmd(port, workdir)  # type: ignore[operator]
         log = open(os.path.join(workdir, "server.log"), "wb")  # noqa: SIM115
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        server = Server(kind, port, proc, workdir, **kw)  # type: ignore[arg-type]
+        server = Server(kind, port, proc, workdir, cmd=cmd, probe=probe, **kw)  # type: ignore[arg-type]
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and proc.poll() is None:
             if _answers(port, *probe):
