@@ -121,6 +121,10 @@ class Option:
             "float": "a number",
             "bool": "True or False",
             "str": "a string",
+            "bytes": "bytes",
+            "list": "a list",
+            "tuple": "a tuple",
+            "type": "a class",
         }
         kinds = [
             names.get(t.__name__, t.__name__)
