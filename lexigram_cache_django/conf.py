@@ -78,7 +78,8 @@ class Option:
         """The default as ``docs/settings.md`` shows it (compared by ``tests/test_conf.py``)."""
         if self.default_doc is not None and not any(b == backend for b, _ in self.backend_defaults):
             return self.default_doc
-        return f"`{self.default_for(backend)!r}`"
+        default = self.default_for(backend)
+        return f'`"{default}"`' if isinstance(default, str) else f"`{default!r}`"
 
     def problem(self, raw: Any) -> Problem | None:
         """What is wrong with ``raw`` as this option's value, or None."""
@@ -203,7 +204,7 @@ CACHE_OPTIONS: Mapping[str, Option] = _options(
     Option("MAX_CONNECTIONS", (int,), 100, "connections per server per process (and per event "
            "loop for the async API)", backends=frozenset({"redis"}), minimum=1),
     Option("POOL_TIMEOUT", _SECONDS, None, "seconds a caller waits for a free connection when all "
-           "`MAX_CONNECTIONS` are busy, then fails open (absent: `SOCKET_TIMEOUT`)",
+           "`MAX_CONNECTIONS` are busy, then fails open",
            backends=frozenset({"redis"}), minimum=0.0, default_doc="`SOCKET_TIMEOUT`"),
     Option("NO_DELAY", (bool,), True, "`TCP_NODELAY` on the sockets",
            backends=frozenset({"memcached"})),
