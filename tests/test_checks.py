@@ -349,10 +349,45 @@ def test_manage_py_check_masks_a_bad_location_and_shows_no_traceback() -> None:
     assert "Traceback" not in output
 
 
+def _settings_module(tmp_path: Path, body: str) -> str:
+    """A settings module: the example project's settings, then ``body``."""
+    (tmp_path / "check_settings.py").write_text(
+        f"from example_project.settings import *  # noqa: F403\n{body}\n"
+    )
+    return "check_settings"
+
+
+def test_manage_py_check_reports_bad_lexigram_cache_entries_instead_of_a_traceback(
+    tmp_path: Path,
+) -> None:
+    body = 'LEXIGRAM_CACHE = {"INVALIDATE_MODELS": ["petclinic.Pett"], "INVALIDATE_CACHES": ["x"]}'
+    result = _manage_py_check(
+        DJANGO_SETTINGS_MODULE=_settings_module(tmp_path, body), PYTHONPATH=str(tmp_path)
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output
+    assert "lexigram_cache.E012" in output and "lexigram_cache.E013" in output
+    assert "Did you mean 'petclinic.Pet'?" in output
+
+
+def test_manage_py_check_warns_when_the_app_is_not_installed(tmp_path: Path) -> None:
+    body = 'INSTALLED_APPS = [a for a in INSTALLED_APPS if a != "lexigram_cache_django"]'
+    result = _manage_py_check(
+        DJANGO_SETTINGS_MODULE=_settings_module(tmp_path, body), PYTHONPATH=str(tmp_path)
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "Traceback" not in output, output
+    assert "lexigram_cache.W001" in output
+
+
 def _manage_py_check(**environ: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DATABASE_PATH=":memory:", **environ)
+    env = dict(os.environ, DATABASE_PATH=":memory:")
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    extra_path = environ.pop("PYTHONPATH", "")
+    env.update(environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in [str(ROOT), extra_path, os.environ.get("PYTHONPATH", "")] if p
+    )
     return subprocess.run(
         [sys.executable, "manage.py", "check"],
         cwd=ROOT,
