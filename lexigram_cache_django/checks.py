@@ -37,10 +37,14 @@ _REDIS_SCHEMES = ("redis", "rediss", "unix")
 class _Report:
     """The messages about one CACHES alias, with its secrets scrubbed from every line."""
 
-    def __init__(self, alias: str, secrets: Iterable[str]) -> None:
+    def __init__(self, alias: str) -> None:
         self.alias = alias
-        self.secrets = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
+        self.secrets: list[str] = []
         self.messages: list[CheckMessage] = []
+
+    def hide(self, secrets: Iterable[str]) -> None:
+        """Replace these in every line (longest first; shorter ones are left to the mask)."""
+        self.secrets = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
 
     def _clean(self, text: str) -> str:
         for secret in self.secrets:
@@ -147,10 +151,8 @@ def _check_client_option(report: _Report, backend: str, key: str, location: Any)
         return
     schemes = {u.partition("://")[0].lower() for u in conf.split_location(location)}
     schemes = (schemes & set(_REDIS_SCHEMES)) or {"redis"}
-    everything: set[str] = set()
     for scheme in sorted(schemes):
         sync, asyn = redis_client_options(scheme)
-        everything |= sync | asyn
         if key not in sync and key not in asyn:
             hint = _suggest(key, sync, "See redis-py's ConnectionPool and Connection arguments.")
             report.add(
@@ -306,11 +308,11 @@ def _lexigram_backend(config: Mapping[str, Any]) -> type | None:
 
 def check_alias(alias: str, config: Any) -> list[CheckMessage]:
     """The problems of one CACHES entry (empty if it is not a lexigram backend); never raises."""
-    report = _Report(str(alias), [])
+    report = _Report(str(alias))
     try:
         if not isinstance(config, dict):
             return []  # not ours to judge: Django refuses it
-        report.secrets = _Report(alias, _secrets(config)).secrets
+        report.hide(_secrets(config))
         backend = _lexigram_backend(config)
         if backend is None:
             return []
@@ -326,7 +328,9 @@ def check_alias(alias: str, config: Any) -> list[CheckMessage]:
             _check_options(report, name, options, config.get("LOCATION"))
         _check_location(report, name, config.get("LOCATION"))
         if not any(isinstance(m, Error) for m in report.messages):
-            caches.create_connection(alias)  # what the backend itself refuses
+            params = dict(config)  # built as Django's caches[alias] builds it
+            del params["BACKEND"]
+            backend(params.pop("LOCATION", ""), params)  # what the constructor refuses
     except Exception as exc:
         text = conf.mask_location(f"{type(exc).__name__}: {exc}")
         report.add(

@@ -298,6 +298,8 @@ def value(options: Mapping[str, Any], name: str, backend: str | None = None) -> 
     option = CACHE_OPTIONS.get(name)
     if option is None:
         raise CacheConfigurationError(f"{name!r} is not a lexigram cache option")
+    if backend is not None and backend not in option.backends:
+        raise CacheConfigurationError(f"{name} is not an option of the {backend} backend")
     if name not in options:
         return option.default_for(backend)
     raw = options[name]

@@ -187,6 +187,11 @@ def test_value_refuses_bad_values_clearly(options: dict[str, Any], name: str, wo
         conf.value(options, name)
 
 
+def test_value_refuses_an_option_of_another_backend() -> None:
+    with pytest.raises(CacheConfigurationError, match="not an option of the memcached backend"):
+        conf.value({}, "MAX_CONNECTIONS", "memcached")
+
+
 def test_option_names_per_backend() -> None:
     assert "MAX_CONNECTIONS" in conf.option_names("redis")
     assert "MAX_CONNECTIONS" not in conf.option_names("memcached")
