@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.apps import AppConfig
+
+logger = logging.getLogger("lexigram_cache_django")
 
 
 class LexigramCacheConfig(AppConfig):
@@ -13,5 +17,11 @@ class LexigramCacheConfig(AppConfig):
     def ready(self) -> None:
         # Model-signal invalidation: INVALIDATE_MODELS plus models registered in code.
         from . import checks, invalidation  # noqa: F401  (checks registers itself)
+        from .exceptions import CacheConfigurationError
 
-        invalidation.connect()
+        try:
+            invalidation.connect()
+        except CacheConfigurationError as exc:
+            # Raised here it would be a traceback before `manage.py check` could say which
+            # entry is wrong (lexigram_cache.E013); say it loudly and let the check report it.
+            logger.error("model-signal invalidation is off: %s", exc)

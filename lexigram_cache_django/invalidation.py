@@ -35,6 +35,7 @@ from django.db.models import Model, QuerySet, signals
 from django.db.models.fields.related import ManyToManyField
 
 from .backends.base import LexigramCache
+from .conf import app_setting
 from .exceptions import CacheConfigurationError
 from .tags import TagLike, tag_names
 
@@ -52,20 +53,13 @@ _CHUNK = 500
 # -- which caches ------------------------------------------------------------------------
 
 
-def lexigram_settings() -> dict[str, Any]:
-    value = getattr(settings, "LEXIGRAM_CACHE", None) or {}
-    if not isinstance(value, dict):
-        raise CacheConfigurationError("LEXIGRAM_CACHE must be a dict.")
-    return value
-
-
 def invalidation_aliases() -> tuple[str, ...]:
     """Cache aliases that model changes invalidate.
 
     ``LEXIGRAM_CACHE["INVALIDATE_CACHES"]`` if set (each must be a lexigram backend);
     otherwise every alias in ``CACHES`` whose backend is a lexigram backend.
     """
-    configured = lexigram_settings().get("INVALIDATE_CACHES")
+    configured = app_setting("INVALIDATE_CACHES")
     if configured is None:
         return tuple(alias for alias in settings.CACHES if isinstance(caches[alias], LexigramCache))
     if isinstance(configured, str) or not isinstance(configured, list | tuple):
@@ -292,7 +286,7 @@ def connect() -> None:
     Called by ``AppConfig.ready()``.
     """
     global _connected
-    labels = lexigram_settings().get("INVALIDATE_MODELS", [])
+    labels = app_setting("INVALIDATE_MODELS")
     if isinstance(labels, str) or not isinstance(labels, list | tuple):
         raise CacheConfigurationError(
             'LEXIGRAM_CACHE["INVALIDATE_MODELS"] must be a list of "app_label.Model" strings.'
