@@ -60,16 +60,6 @@ class StampedeOptions:
     #: Expiries spread by +- this fraction, so keys written together expire apart.
     jitter: float = 0.0
 
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> StampedeOptions:
-        default = cls()
-        return cls(
-            lock_timeout=float(options.get("STAMPEDE_LOCK_TIMEOUT", default.lock_timeout)),
-            wait_timeout=float(options.get("STAMPEDE_WAIT_TIMEOUT", default.wait_timeout)),
-            beta=float(options.get("XFETCH_BETA", default.beta)),
-            jitter=float(options.get("TTL_JITTER", default.jitter)),
-        )
-
     def override(
         self,
         beta: float | None,

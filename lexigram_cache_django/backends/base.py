@@ -9,25 +9,23 @@ tags, locks) are built on the same helpers in their own modules.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
-from .. import stampede
+from .. import conf, stampede
 from ..codec import Codec, EntryMeta
 from ..compression import make_compressor
+from ..conf import mask_location
 from ..exceptions import CacheDecodeError, CacheIntegrityError
 from ..locks import CacheLock
 from ..metrics import CacheStats, stats_for
 from ..serializers import DEFAULT_SERIALIZER, make_serializer
 from ..stampede import StampedeOptions
 from ..tags import (
-    DEFAULT_TAG_TIMEOUT,
     UNKNOWN_TAG_VERSION,
     TagHints,
     TagLike,
@@ -40,25 +38,6 @@ from .keymemo import MemoizedKeys
 logger = logging.getLogger("lexigram_cache_django")
 
 
-def mask_location(location: Any) -> str:
-    """Hide passwords in a LOCATION (URL, list of URLs) before it is shown anywhere."""
-    if isinstance(location, list | tuple):
-        return ",".join(mask_location(item) for item in location)
-    text = str(location)
-    if "://" not in text:
-        return text
-    parts = urlsplit(text)
-    query = re.sub(r"(password=)[^&]*", r"\1***", parts.query)
-    if parts.password is None and not (parts.username and "@" in parts.netloc):
-        return urlunsplit(parts._replace(query=query)) if query != parts.query else text
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    netloc = f"{user}:***@{host}" if parts.password is not None else f"***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
 class LexigramCache(MemoizedKeys):
     """Base class of every lexigram backend.
 
@@ -69,34 +48,12 @@ class LexigramCache(MemoizedKeys):
     """
 
     backend_name: ClassVar[str] = "base"
-    #: UPPER_CASE OPTIONS this backend reads (lower-case ones are client pass-through);
-    #: the system check refuses any other, with a suggestion.
-    known_options: ClassVar[frozenset[str]] = frozenset(
-        {
-            "FAIL_SILENTLY",
-            "SERIALIZER",
-            "PICKLE_VERSION",
-            "SIGNING_KEY",
-            "SIGNING_KEY_FALLBACKS",
-            "ORJSON_OPTIONS",
-            "COMPRESS_MIN_BYTES",
-            "COMPRESSOR",
-            "COMPRESS_LEVEL",
-            "STAMPEDE_LOCK_TIMEOUT",
-            "STAMPEDE_WAIT_TIMEOUT",
-            "XFETCH_BETA",
-            "TTL_JITTER",
-            "TAG_TIMEOUT",
-            "MAX_ENTRIES",  # Django's BaseCache reads these two for every backend
-            "CULL_FREQUENCY",
-        }
-    )
 
     def __init__(self, location: Any, params: dict[str, Any]) -> None:
         super().__init__(params)
         self._location = location
         self._options: dict[str, Any] = dict(params.get("OPTIONS") or {})
-        self.fail_silently: bool = bool(self._options.get("FAIL_SILENTLY", True))
+        self.fail_silently: bool = self.option("FAIL_SILENTLY")
         self._key_memo = {}
         self._default_key_memo = {}
         self._stats: CacheStats = stats_for(self.identity)
@@ -163,6 +120,12 @@ class LexigramCache(MemoizedKeys):
             *,
             tags: Iterable[TagLike] | TagLike | None = None,
         ) -> list[Any]: ...
+
+    def option(self, name: str) -> Any:
+        """An OPTIONS value checked against its declaration in :mod:`~..conf` (or its
+        default for this backend); a bad one raises CacheConfigurationError."""
+        backend = self.backend_name if self.backend_name in conf.BACKENDS else None
+        return conf.value(self._options, name, backend)
 
     # -- identity ------------------------------------------------------------------
 
@@ -239,7 +202,12 @@ class LexigramCache(MemoizedKeys):
     @cached_property
     def stampede_options(self) -> StampedeOptions:
         """STAMPEDE_LOCK_TIMEOUT, STAMPEDE_WAIT_TIMEOUT, XFETCH_BETA, TTL_JITTER."""
-        return StampedeOptions.from_options(self._options)
+        return StampedeOptions(
+            lock_timeout=self.option("STAMPEDE_LOCK_TIMEOUT"),
+            wait_timeout=self.option("STAMPEDE_WAIT_TIMEOUT"),
+            beta=self.option("XFETCH_BETA"),
+            jitter=self.option("TTL_JITTER"),
+        )
 
     def get_or_set(
         self,
@@ -308,7 +276,7 @@ class LexigramCache(MemoizedKeys):
     @cached_property
     def tag_timeout(self) -> float:
         """Lifetime of tag records (OPTIONS["TAG_TIMEOUT"], default 30 days)."""
-        return float(self._options.get("TAG_TIMEOUT", DEFAULT_TAG_TIMEOUT))
+        return float(self.option("TAG_TIMEOUT"))
 
     def tag_keys(self, tags: Iterable[TagLike] | TagLike | None) -> tuple[str, ...]:
         """Final keys of the tags' version records (under this alias's prefix and VERSION)."""

@@ -22,10 +22,10 @@ from django.core.cache.backends.base import (
     memcache_key_warnings,
 )
 
+from ... import conf
 from ...codec import Codec, EntryMeta
 from ...compression import Compressor, make_compressor
 from ...exceptions import CacheConfigurationError, CacheServerError
-from ..base import LexigramCache
 from ..remote import RemoteCache
 from .client import MemcachedClient, emcache
 
@@ -33,11 +33,11 @@ from .client import MemcachedClient, emcache
 MAX_RELATIVE_EXPIRY = 60 * 60 * 24 * 30
 #: Largest encoded value sent by default: memcached's default item size (1 MiB, ``-I``) less
 #: room for the key (<= 250 bytes) and the item header.
-DEFAULT_MAX_ITEM_BYTES = 1024 * 1024 - 512
-DEFAULT_CONNECT_TIMEOUT = 1.0
-DEFAULT_SOCKET_TIMEOUT = 1.0
+DEFAULT_MAX_ITEM_BYTES: int = conf.value({}, "MAX_ITEM_BYTES", "memcached")
+DEFAULT_CONNECT_TIMEOUT: float = conf.value({}, "CONNECT_TIMEOUT", "memcached")
+DEFAULT_SOCKET_TIMEOUT: float = conf.value({}, "SOCKET_TIMEOUT", "memcached")
 #: emcache connections per server per event loop.
-DEFAULT_POOL_SIZE = 4
+DEFAULT_POOL_SIZE: int = conf.value({}, "POOL_SIZE", "memcached")
 
 _NO_ENUMERATION = (
     "memcached cannot enumerate keys (it has no KEYS or SCAN command), so MemcachedCache "
@@ -55,19 +55,16 @@ class ValueTooLargeError(CacheServerError):
 def client_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     """pymemcache arguments: our defaults, then OPTIONS' lower-case keys as given."""
     kwargs: dict[str, Any] = {
-        "connect_timeout": opts.get("CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
-        "timeout": opts.get("SOCKET_TIMEOUT", DEFAULT_SOCKET_TIMEOUT),
-        "no_delay": bool(opts.get("NO_DELAY", True)),
+        "connect_timeout": conf.value(opts, "CONNECT_TIMEOUT", "memcached"),
+        "timeout": conf.value(opts, "SOCKET_TIMEOUT", "memcached"),
+        "no_delay": conf.value(opts, "NO_DELAY", "memcached"),
         "allow_unicode_keys": True,
         "default_noreply": False,
     }
     kwargs.update((k, v) for k, v in opts.items() if k.islower())
-    for name in ("serde", "serializer", "deserializer"):
+    for name, hint in conf.REFUSED_CLIENT_OPTIONS["memcached"].items():
         if name in kwargs:
-            raise CacheConfigurationError(
-                f"OPTIONS[{name!r}] is not supported by MemcachedCache: values are encoded "
-                "by the alias's codec; use OPTIONS['SERIALIZER'] instead"
-            )
+            raise CacheConfigurationError(f"MemcachedCache OPTIONS[{name!r}]: {hint}")
     # Errors must reach us to be counted, logged and, with FAIL_SILENTLY False, raised.
     kwargs["ignore_exc"] = False
     return kwargs
@@ -97,14 +94,6 @@ class MemcachedCache(RemoteCache):
     """Django's cache API on memcached, via pymemcache (sync) and emcache (async)."""
 
     backend_name = "memcached"
-    known_options = LexigramCache.known_options | {
-        "CONNECT_TIMEOUT",
-        "SOCKET_TIMEOUT",
-        "NO_DELAY",
-        "POOL_SIZE",
-        "MAX_ITEM_BYTES",
-        "ASYNC_CLIENT",
-    }
     #: Django's memcached tests read ``cache._lib.exceptions.MemcacheClientError``.
     _lib = pymemcache
 
@@ -114,9 +103,9 @@ class MemcachedCache(RemoteCache):
             re.split("[;,]", server) if isinstance(server, str) else list(server)
         )
         opts = self._options
-        self.max_item_bytes = int(opts.get("MAX_ITEM_BYTES", DEFAULT_MAX_ITEM_BYTES))
-        native = choose_async_client(opts.get("ASYNC_CLIENT"), self._servers) == "emcache"
-        pool_size = int(opts.get("POOL_SIZE", DEFAULT_POOL_SIZE))
+        self.max_item_bytes: int = self.option("MAX_ITEM_BYTES")
+        native = choose_async_client(self.option("ASYNC_CLIENT"), self._servers) == "emcache"
+        pool_size: int = self.option("POOL_SIZE")
         self._client: MemcachedClient = MemcachedClient(
             self._servers, client_kwargs(opts), pool_size, native
         )

@@ -25,30 +25,19 @@ import redis
 import redis.asyncio
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
+from ... import conf
+from ...conf import mask_location
 from ...exceptions import CacheConfigurationError, CacheServerError
-from ..base import LexigramCache, mask_location
 from ..remote import RemoteCache
 from .client import SCAN_COUNT, RedisClient
 
-#: Connect fast or fail: on loopback or a LAN a healthy server accepts in well under a
-#: millisecond, so 0.5 s only ever expires for a dead or unreachable host.
-DEFAULT_CONNECT_TIMEOUT = 0.5
-#: Longest wait for a reply. Cache commands take microseconds; 1 s bounds what a stalled
-#: server (swapping, a slow Lua script, a long fork) can add to a call.
-DEFAULT_SOCKET_TIMEOUT = 1.0
-#: Connections per server per process (per event loop for the async pools).
-DEFAULT_MAX_CONNECTIONS = 100
+#: Defaults (see conf.py for why): connect fast or fail (a healthy server accepts in well
+#: under a millisecond); 1 s bounds what a stalled server can add to a call.
+DEFAULT_CONNECT_TIMEOUT: float = conf.value({}, "CONNECT_TIMEOUT", "redis")
+DEFAULT_SOCKET_TIMEOUT: float = conf.value({}, "SOCKET_TIMEOUT", "redis")
+DEFAULT_MAX_CONNECTIONS: int = conf.value({}, "MAX_CONNECTIONS", "redis")
 
 _SCHEMES = ("redis", "rediss", "unix")
-#: Options Django's RedisCache takes that mean something else (or nothing) here.
-_UNSUPPORTED = {
-    "serializer": "use SERIALIZER (a lexigram serializer name or dotted path)",
-    "pool_class": "this backend manages its own pools; pass connection options instead",
-    "cache_config": "redis-py's client-side caching lives in redis-py's pools, which this "
-    "backend's commands do not use; put a MemoryCache in front (two aliases) instead",
-    "cache": "redis-py's client-side caching is not supported (see cache_config)",
-    "cache_factory": "redis-py's client-side caching is not supported (see cache_config)",
-}
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
@@ -87,39 +76,29 @@ def split_servers(location: Any) -> list[str]:
     return servers
 
 
-def _seconds(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
 def pool_options(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Sync and async pool keyword arguments from OPTIONS; lower-case keys go to redis-py
     as they are."""
-    for name, hint in _UNSUPPORTED.items():
+    for name, hint in conf.REFUSED_CLIENT_OPTIONS["redis"].items():
         if name in opts:
             raise CacheConfigurationError(f"RedisCache OPTIONS[{name!r}]: {hint}")
-    socket_timeout = _seconds(opts.get("SOCKET_TIMEOUT", DEFAULT_SOCKET_TIMEOUT))
+    socket_timeout = conf.value(opts, "SOCKET_TIMEOUT", "redis")
     kwargs: dict[str, Any] = {
-        "socket_connect_timeout": _seconds(opts.get("CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)),
+        "socket_connect_timeout": conf.value(opts, "CONNECT_TIMEOUT", "redis"),
         "socket_timeout": socket_timeout,
-        "max_connections": int(opts.get("MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
+        "max_connections": conf.value(opts, "MAX_CONNECTIONS", "redis"),
     }
     kwargs.update((k, v) for k, v in opts.items() if k.islower())
     # The sync pool blocks up to POOL_TIMEOUT for a free connection (threads); async
     # tasks wait their turn for one of the same number per event loop.
-    pool_timeout = _seconds(opts.get("POOL_TIMEOUT", socket_timeout))
-    return {**kwargs, "timeout": pool_timeout}, kwargs
+    pool_timeout = conf.value(opts, "POOL_TIMEOUT", "redis")
+    return {**kwargs, "timeout": socket_timeout if pool_timeout is None else pool_timeout}, kwargs
 
 
 class RedisCache(RemoteCache):
     """Redis through redis-py: Django's API, django-redis's extensions, sync and async."""
 
     backend_name = "redis"
-    known_options = LexigramCache.known_options | {
-        "CONNECT_TIMEOUT",
-        "SOCKET_TIMEOUT",
-        "MAX_CONNECTIONS",
-        "POOL_TIMEOUT",
-    }
 
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)

@@ -32,9 +32,9 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from ...conf import mask_location
 from ...exceptions import CacheIncrError, CacheServerError
 from ...tags import new_version, record_version
-from ..base import mask_location
 from . import scripts
 from .pools import AsyncPool, SyncPool
 from .scripts import Script
