@@ -137,15 +137,15 @@ def django_tests(target: Target, cache_dir: Path, refresh: bool = False) -> Path
         marker = root / "tests-dir"
         if refresh:
             shutil.rmtree(root, ignore_errors=True)
-        if marker.exists():
-            tests_dir = Path(marker.read_text().strip())
+        if marker.exists():  # relative, so that the cache survives moving the checkout
+            tests_dir = root / marker.read_text().strip()
             if (tests_dir / "cache" / "tests.py").exists():
                 return tests_dir
         shutil.rmtree(root, ignore_errors=True)
         with tempfile.TemporaryDirectory(dir=cache_dir) as download:
             sdist = _download(target, Path(download))
             tests_dir = _extract_tests(sdist, root / "src")
-        marker.write_text(str(tests_dir))
+        marker.write_text(str(tests_dir.relative_to(root)))
         return tests_dir
 
 
