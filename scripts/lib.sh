@@ -33,11 +33,13 @@ ensure_debian_packages() {
 }
 
 # Create .venv if needed and install the project, editable, with extras $1 (e.g. "all")
-# and any further pip arguments (e.g. --group dev).
+# and any further pip arguments (e.g. --group dev). The install is skipped when this request's
+# stamp in .venv holds the hash of the current pyproject.toml and the package imports from
+# this checkout: one stamp per request, so demo.sh and test.sh do not undo each other's.
 ensure_venv() {
     local extras=$1
     shift
-    local python
+    local python stamp wanted
     python=$(find_python) || die "Python >= 3.11 not found (set PYTHON=/path/to/python3.11)"
     if [ ! -x .venv/bin/python ]; then
         echo "==> creating .venv with $python"
@@ -47,7 +49,32 @@ ensure_venv() {
             "$python" -m venv .venv
         fi
     fi
+    stamp=.venv/.lexigram-installed-$(printf '%s' "[$extras] $*" | sha256 | cut -c1-16)
+    wanted=$(sha256 <pyproject.toml)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && installed_here; then
+        return 0
+    fi
+    rm -f "$stamp"
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip>=25.1"
     echo "==> pip install -e .[$extras] $*"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]" "$@"
+    # setuptools' editable install of a flat layout ends with an "Editable installation."
+    # notice (an InformationOnly warning: "be careful with folders named like the package"),
+    # which pip >= 25 shows as a boxed BuildBackendWarning on every install. It asks nothing
+    # of us; silence exactly that message in the build backend, which inherits PYTHONWARNINGS.
+    PYTHONWARNINGS="ignore:Editable installation" \
+        .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]" "$@"
+    installed_here || die "the editable install does not import lexigram_cache_django from $PWD"
+    printf '%s\n' "$wanted" >"$stamp"
+}
+
+sha256() {
+    .venv/bin/python -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
+}
+
+# Whether .venv imports the package from this checkout (not a stale or moved install).
+# -I: without the current directory on sys.path, which would always find ./lexigram_cache_django.
+installed_here() {
+    .venv/bin/python -I -c 'import os, sys, lexigram_cache_django as p
+sys.exit(not os.path.realpath(p.__file__).startswith(os.path.realpath(sys.argv[1]) + os.sep))' \
+        "$PWD" 2>/dev/null
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up and run every check: ruff (lint + format), mypy, pytest, and Django's own cache
-# test suite against each backend. Installs redis-server and memcached with apt-get when
-# they are missing and we run as root. Exits non-zero if anything failed.
+# test suite against each backend (tests/django_suite). Installs redis-server and memcached
+# with apt-get when they are missing and we run as root. Exits non-zero if anything failed.
+# The last line is "N passed, N failed": pytest's and Django's suite's tests, plus one failed
+# for each other step that failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -12,15 +14,38 @@ ensure_venv all --group dev
 set +e
 
 PY=.venv/bin/python
-SUITE=../shared/tools/django_cache_suite.sh
-[ -x "$SUITE" ] || SUITE="${DJANGO_CACHE_SUITE:-$SUITE}"
+export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" # reproducible examples, no database
+LOGS=$(mktemp -d)
+trap 'rm -rf "$LOGS"' EXIT
 failed=()
+passed_tests=0
+failed_tests=0
+
+# Add the totals a step printed to the closing counts; a failed step that printed no failure
+# (ruff, mypy, a crash) counts as one.
+count() {
+    local status=$1 log=$2 line n p=0 f=0
+    if line=$(grep -E '^CONFORMANCE passed=' "$log" | tail -n 1) && [ -n "$line" ]; then
+        p=$(sed -E 's/.* passed=([0-9]+).*/\1/' <<<"$line")
+        f=$(( $(sed -E 's/.* failed=([0-9]+).*/\1/' <<<"$line") + $(sed -E 's/.* errors=([0-9]+).*/\1/' <<<"$line") ))
+    elif line=$(grep -E '^=*[ ]*[0-9]+ (passed|failed|errors?|skipped|deselected).* in [0-9.]+s' "$log" | tail -n 1) && [ -n "$line" ]; then
+        for n in $(grep -oE '[0-9]+ passed' <<<"$line" | cut -d' ' -f1); do p=$((p + n)); done
+        for n in $(grep -oE '[0-9]+ (failed|errors?)' <<<"$line" | cut -d' ' -f1); do f=$((f + n)); done
+    fi
+    [ "$status" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    passed_tests=$((passed_tests + p))
+    failed_tests=$((failed_tests + f))
+}
 
 step() {
-    local name=$1
+    local name=$1 log status
     shift
+    log="$LOGS/${#failed[@]}-$RANDOM.log"
     printf '\n==> %s\n' "$name"
-    if "$@"; then
+    "$@" 2>&1 | tee "$log"
+    status=${PIPESTATUS[0]}
+    count "$status" "$log"
+    if [ "$status" -eq 0 ]; then
         printf '<== %s: ok\n' "$name"
     else
         printf '<== %s: FAILED\n' "$name"
@@ -28,15 +53,10 @@ step() {
     fi
 }
 
-conformance() {
+suite() {
     local name=$1
     shift
-    if [ ! -f "$SUITE" ]; then
-        printf '\n==> %s: FAILED (Django cache suite not found at %s)\n' "$name" "$SUITE"
-        failed+=("$name")
-        return
-    fi
-    step "$name" bash "$SUITE" --python "$PY" --pythonpath . --verbosity 1 "$@"
+    step "$name" "$PY" -m tests.django_suite --python "$PY" --pythonpath . --verbosity 1 "$@"
 }
 
 step "ruff check" .venv/bin/ruff check .
@@ -45,25 +65,22 @@ step "mypy" .venv/bin/mypy
 step "pytest" "$PY" -m pytest -q -rf -p no:cacheprovider "$@"
 
 MEMORY=lexigram_cache_django.backends.memory.MemoryCache
-conformance "django suite: memory/base" --backend "$MEMORY" --flavor base
-conformance "django suite: memory/locmem" --backend "$MEMORY" --flavor locmem --skip-internals
-
-if [ -d lexigram_cache_django/backends/redis ]; then
-    REDIS=lexigram_cache_django.backends.redis.RedisCache
-    conformance "django suite: redis/redis" --backend "$REDIS" --flavor redis --skip-internals
-    conformance "django suite: redis/base" --backend "$REDIS" --flavor base --server redis \
-        --location "redis://127.0.0.1:{port}" --exclude-aliases cull,zero_cull \
-        --incr-decr-error "${REDIS_INCR_ERROR:-lexigram_cache_django.exceptions.CacheIncrError}"
-fi
-if [ -d lexigram_cache_django/backends/memcached ]; then
-    MEMCACHED=lexigram_cache_django.backends.memcached.MemcachedCache
-    conformance "django suite: memcached/memcached" --backend "$MEMCACHED" --flavor memcached \
-        --skip-internals
-fi
+REDIS=lexigram_cache_django.backends.redis.RedisCache
+MEMCACHED=lexigram_cache_django.backends.memcached.MemcachedCache
+suite "django suite: memory/base" --backend "$MEMORY" --flavor base
+suite "django suite: memory/locmem" --backend "$MEMORY" --flavor locmem --skip-internals
+suite "django suite: redis/redis" --backend "$REDIS" --flavor redis --skip-internals
+suite "django suite: redis/base" --backend "$REDIS" --flavor base --server redis \
+    --location "redis://127.0.0.1:{port}" --exclude-aliases cull,zero_cull \
+    --incr-decr-error "${REDIS_INCR_ERROR:-lexigram_cache_django.exceptions.CacheIncrError}"
+suite "django suite: memcached/memcached" --backend "$MEMCACHED" --flavor memcached \
+    --skip-internals
 
 printf '\n'
 if [ ${#failed[@]} -ne 0 ]; then
     printf 'FAILED steps: %s\n' "$(IFS=,; echo "${failed[*]}")"
-    exit 1
+else
+    printf 'All checks passed.\n'
 fi
-printf 'All checks passed.\n'
+printf '%d passed, %d failed\n' "$passed_tests" "$failed_tests"
+[ ${#failed[@]} -eq 0 ]

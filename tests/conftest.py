@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
+import hypothesis
 import pytest
 from django.conf import settings
 from django.core.cache import caches
@@ -13,6 +16,20 @@ from django.utils.module_loading import import_string
 
 from lexigram_cache_django.backends.base import LexigramCache
 from tests.servers import Server, start_memcached, start_redis
+
+# Hypothesis: "ci" (scripts/test.sh sets HYPOTHESIS_PROFILE=ci) is reproducible: the same
+# examples every run, and no example database, so a failure saved once cannot fail every later
+# run. The deadline is generous: these run on small, shared 2-core machines.
+hypothesis.settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    deadline=timedelta(seconds=2),
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
+)
+hypothesis.settings.register_profile("dev", print_blob=True, deadline=timedelta(seconds=2))
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture(autouse=True)
