@@ -191,6 +191,11 @@ class FailureLog:
 
 Listener = Callable[[CircuitEvent], object]
 
+# Module constants: a global lookup is cheaper than an Enum attribute on the open path.
+_CLOSED = CircuitState.CLOSED
+_OPEN = CircuitState.OPEN
+_HALF_OPEN = CircuitState.HALF_OPEN
+
 
 class CircuitBreaker:
     """One server's breaker, shared by every thread and event loop of the process.
@@ -254,7 +259,7 @@ class CircuitBreaker:
         # Hot-path flags, written under the lock: closed, and closed with no failure counted.
         self._closed = True
         self._clean = True
-        self._state = CircuitState.CLOSED
+        self._state = _CLOSED
         self._failures = 0
         self._last_error: ErrorInfo | None = None
         self._opened_at = 0.0  # clock() when it last opened (or re-opened)
@@ -286,12 +291,12 @@ class CircuitBreaker:
             if exc is not None:
                 self._last_error = ErrorInfo.from_exception(exc)
             state = self._state
-            if state is CircuitState.CLOSED:
+            if state is _CLOSED:
                 self._failures += 1
                 self._clean = False
                 if self._failures >= self.failures_to_open:
                     event = self._open("opened")
-            elif state is CircuitState.HALF_OPEN:
+            elif state is _HALF_OPEN:
                 self._failures += 1
                 event = self._open("reopened")
             # OPEN: a call let through before it opened; it changes nothing.
@@ -303,34 +308,42 @@ class CircuitBreaker:
         if self._closed:
             return
         with self._lock:
-            if self._state is CircuitState.HALF_OPEN:
+            if self._state is _HALF_OPEN:
                 self._trial_at = self.clock() - self.trial_timeout
 
     # -- slow paths -------------------------------------------------------------------------
 
     def _allow_slow(self) -> bool:
-        events: list[CircuitEvent] = []
+        now = self.clock()
+        event: CircuitEvent | None = None
         with self._lock:
             state = self._state
-            if state is CircuitState.CLOSED:  # closed meanwhile
+            if state is _CLOSED:  # closed meanwhile
                 return True
-            now = self.clock()
-            if (state is CircuitState.OPEN and now - self._opened_at >= self.reset_timeout) or (
-                state is CircuitState.HALF_OPEN and now - self._trial_at >= self.trial_timeout
+            if (
+                now - self._opened_at < self.reset_timeout
+                if state is _OPEN
+                else now - self._trial_at < self.trial_timeout
             ):
-                self._state = CircuitState.HALF_OPEN
-                self._trial_at = now
-                if state is CircuitState.OPEN:
-                    events.append(self._event("half_open"))
-                allowed = True
-            else:
+                # Short-circuited: the common call while a server is down, kept lean.
                 self._short += 1
                 self._outage_short += 1
-                due = self._summary.add(now)
-                if due is not None:
-                    events.append(self._event("summary", *due))
+                summary = self._summary
+                summary._count += 1
+                if now - summary._since < summary.interval:
+                    return False
+                due = summary.flush(now)
+                if due is None:
+                    return False
+                event = self._event("summary", *due)
                 allowed = False
-        for event in events:
+            else:  # the trial: open long enough, or the last trial is presumed lost
+                self._state = _HALF_OPEN
+                self._trial_at = now
+                if state is _OPEN:
+                    event = self._event("half_open")
+                allowed = True
+        if event is not None:
             self._emit(event)
         return allowed
 
@@ -338,10 +351,10 @@ class CircuitBreaker:
         event: CircuitEvent | None = None
         with self._lock:
             state = self._state
-            if state is CircuitState.CLOSED:
+            if state is _CLOSED:
                 self._failures = 0
                 self._clean = True
-            elif state is CircuitState.HALF_OPEN:
+            elif state is _HALF_OPEN:
                 event = self._close()
             # OPEN: a call let through before it opened; wait for the trial.
         if event is not None:
@@ -350,13 +363,13 @@ class CircuitBreaker:
     def _open(self, kind: str) -> CircuitEvent:
         """Under the lock: move to open (from closed or half-open)."""
         now = self.clock()
-        if self._state is CircuitState.CLOSED:
+        if self._state is _CLOSED:
             self._opened_wall = self.wall_clock()
             self._outage_start = now
             self._times_opened += 1
             self._outage_short = 0
             self._summary.start(now)
-        self._state = CircuitState.OPEN
+        self._state = _OPEN
         self._closed = self._clean = False
         self._opened_at = now
         return self._event(kind)
@@ -365,7 +378,7 @@ class CircuitBreaker:
         """Under the lock: move to closed; the event sums up the outage."""
         now = self.clock()
         count, seconds = self._outage_short, max(now - self._outage_start, 0.0)
-        self._state = CircuitState.CLOSED
+        self._state = _CLOSED
         self._failures = 0
         self._opened_wall = None
         self._outage_short = 0
@@ -393,7 +406,7 @@ class CircuitBreaker:
         """Close the breaker by hand (an operator knows the server is back)."""
         event: CircuitEvent | None = None
         with self._lock:
-            if self._state is CircuitState.CLOSED:
+            if self._state is _CLOSED:
                 self._failures = 0
                 self._clean = True
             else:

@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from pymemcache.exceptions import (
     MemcacheClientError,
@@ -69,8 +69,6 @@ DEFAULT_CONNECT_TIMEOUT = 1.0
 #: Connections per (loop, server). Measured with 200 tasks on one loopback server: 4 gives the
 #: best throughput on 2 cores (memcached's own threads compete with the loop), 8 no more.
 DEFAULT_MAX_CONNECTIONS = 4
-#: Write-buffer size above which a command waits for the socket to drain (big values).
-_DRAIN_ABOVE = 256 * 1024
 
 _T = TypeVar("_T")
 
@@ -107,19 +105,93 @@ class MemcachedServerReplyError(AsyncMemcacheError, MemcacheServerError):
     """``SERVER_ERROR``: the server answered but could not do it (too large, out of memory)."""
 
 
-class _Conn:
-    __slots__ = ("reader", "writer")
+class _Incomplete(Exception):
+    """Raised by a parser: the reply is not all here; try again at ``need`` bytes."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, need: int) -> None:
+        self.need = need
+
+
+#: A reply parser: ``(result, bytes used)`` from the start of the buffer, or ``_Incomplete``.
+Parser = Callable[[bytearray], tuple[_T, int]]
+
+
+class _Conn(asyncio.Protocol):
+    """One connection; it parses replies as data arrives and completes the caller's future.
+
+    At most one command (or pipeline) is in flight on it: ``fut`` is its reply's future.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.need = 0  # don't parse again before the buffer holds this many bytes
+        self.parser: Parser[Any] | None = None
+        self.fut: asyncio.Future[Any] | None = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if len(buf) < self.need:
+            return
+        fut, parser = self.fut, self.parser
+        if fut is None or parser is None:  # nothing asked: out of step
+            self.abort()
+            return
+        try:
+            result, used = parser(buf)
+        except _Incomplete as inc:
+            self.need = inc.need
+            return
+        except Exception as exc:  # an error reply or garbage: fail the call, drop the conn
+            self.fut = self.parser = None
+            if not fut.done():
+                fut.set_exception(exc)
+            return
+        if used == len(buf):
+            buf.clear()
+        else:  # more than one reply: out of step
+            self.abort()
+        self.fut = self.parser = None
+        self.need = 0
+        if not fut.done():
+            fut.set_result(result)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        fut, self.fut = self.fut, None
+        if fut is not None and not fut.done():
+            fut.set_exception(MemcachedConnectionLost(f"connection lost mid-reply: {exc!r}"))
 
     def usable(self) -> bool:
-        """False if the peer closed it while idle (EOF or reset already seen)."""
-        return not (self.writer.is_closing() or self.reader.at_eof())
+        """False if the peer closed it while idle (a restart) or it was closed."""
+        return not self.lost and self.transport is not None and not self.transport.is_closing()
 
     def abort(self) -> None:
-        self.writer.transport.abort()
+        self.lost = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _CallState:
+    """One call's deadline state: the future it waits on, failed by the timer if it expires."""
+
+    __slots__ = ("expired", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting: asyncio.Future[Any] | None = None
+        self.expired = False
+
+    def expire(self) -> None:
+        self.expired = True
+        fut = self.waiting
+        if fut is not None and not fut.done():
+            fut.set_exception(TimeoutError())
 
 
 class _Pool:
@@ -133,7 +205,7 @@ class _Pool:
         self._waiters: deque[asyncio.Future[_Conn | None]] = deque()
         self.closed = False
 
-    async def acquire(self) -> _Conn:
+    async def acquire(self, call: _CallState) -> _Conn:
         idle = self._idle
         while idle:
             conn = idle.pop()
@@ -146,9 +218,11 @@ class _Pool:
             return await self._connect()
         fut: asyncio.Future[_Conn | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
+        call.waiting = fut
         try:
             conn_or_slot = await fut
         except BaseException:
+            call.waiting = None
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 given = fut.result()  # handed over just as we were cancelled: pass it on
                 if given is None:
@@ -161,6 +235,7 @@ class _Pool:
                 except ValueError:
                     pass
             raise
+        call.waiting = None
         if conn_or_slot is None:
             return await self._connect()
         return conn_or_slot
@@ -170,7 +245,8 @@ class _Pool:
         client = self._client
         try:
             async with asyncio.timeout(client.connect_timeout):
-                reader, writer = await asyncio.open_connection(client.host, client.port)
+                loop = asyncio.get_running_loop()
+                _, conn = await loop.create_connection(_Conn, client.host, client.port)
         except BaseException as exc:
             self._created -= 1
             if isinstance(exc, TimeoutError | OSError):
@@ -179,7 +255,7 @@ class _Pool:
                 raise err from exc
             self._wake_for_slot()
             raise
-        return _Conn(reader, writer)
+        return conn
 
     def release(self, conn: _Conn) -> None:
         """Give a clean connection back: to the oldest waiter, else to the idle list."""
@@ -229,9 +305,6 @@ class _Pool:
         self._fail_waiters(MemcachedConnectionLost(f"pool for {self._client.server} closed"))
 
 
-Parser = Callable[[asyncio.StreamReader], Awaitable[_T]]
-
-
 class AsyncMemcachedClient:
     """Commands for one memcached server, from any number of event loops.
 
@@ -278,33 +351,47 @@ class AsyncMemcachedClient:
         return loop, pool
 
     async def _call(self, payload: bytes | Sequence[bytes], parse: Parser[_T]) -> _T:
-        """Send ``payload`` and parse the reply on one pooled connection, under one deadline."""
+        """Send ``payload`` and parse the reply on one pooled connection, under one deadline.
+
+        One timer per call (``loop.call_at``, cheaper than ``asyncio.timeout``) fails whatever
+        future the call is waiting on when the deadline passes: the pool's, or the reply's.
+        Connecting has its own ``asyncio.timeout`` (rare, so its cost does not matter).
+        """
         loop, pool = self._pool()
+        call = _CallState()
+        deadline = loop.time() + self.timeout
+        timer = loop.call_at(deadline, call.expire)
         try:
-            async with asyncio.timeout_at(loop.time() + self.timeout):
-                conn = await pool.acquire()
-                try:
-                    writer = conn.writer
-                    if isinstance(payload, bytes):
-                        writer.write(payload)
-                    else:
-                        writer.writelines(payload)
-                    if writer.transport.get_write_buffer_size() > _DRAIN_ABOVE:
-                        await writer.drain()
-                    result = await parse(conn.reader)
-                except BaseException:
-                    pool.discard(conn)
-                    raise
-                pool.release(conn)
-                return result
+            conn = await pool.acquire(call)
+            try:
+                if call.expired:
+                    raise TimeoutError
+                transport = conn.transport
+                assert transport is not None
+                fut: asyncio.Future[_T] = loop.create_future()
+                conn.fut, conn.parser = fut, parse
+                conn.need = 0
+                call.waiting = fut
+                if isinstance(payload, bytes):
+                    transport.write(payload)
+                else:
+                    transport.writelines(payload)
+                result = await fut
+            except BaseException:
+                pool.discard(conn)
+                raise
+            pool.release(conn)
+            return result
         except TimeoutError as exc:
-            if isinstance(exc, MemcachedServerFailure):
+            if not call.expired or isinstance(exc, MemcachedServerFailure):
                 raise
             raise MemcachedTimeoutError(f"{self.server}: no reply within {self.timeout} s") from exc
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        except (OSError, asyncio.IncompleteReadError) as exc:
             if isinstance(exc, MemcachedServerFailure):
                 raise
             raise MemcachedConnectionLost(f"{self.server}: {exc!r}") from exc
+        finally:
+            timer.cancel()
 
     async def aclose(self) -> None:
         """Close the running loop's pool (queued calls fail); forget pools of closed loops."""
@@ -365,15 +452,15 @@ class AsyncMemcachedClient:
             value = items[key]
             parts += (b"set %b 0 %d %d\r\n" % (key, exptime, len(value)), value, b"\r\n")
         replies = await self._call(parts, _lines_reader(len(keys)))
-        return [k for k, r in zip(keys, replies) if r != b"STORED\r\n"]
+        return [k for k, r in zip(keys, replies) if r != b"STORED"]
 
     async def touch(self, key: bytes, exptime: int = 0) -> bool:
         reply = await self._call(b"touch %b %d\r\n" % (key, exptime), _read_line)
-        return _check(reply, b"TOUCHED\r\n", b"NOT_FOUND\r\n")
+        return _check(reply, b"TOUCHED", b"NOT_FOUND")
 
     async def delete(self, key: bytes) -> bool:
         reply = await self._call(b"delete " + key + b"\r\n", _read_line)
-        return _check(reply, b"DELETED\r\n", b"NOT_FOUND\r\n")
+        return _check(reply, b"DELETED", b"NOT_FOUND")
 
     async def delete_many(self, keys: Iterable[bytes]) -> int:
         """Delete every key in one pipelined write; return how many existed."""
@@ -381,7 +468,7 @@ class AsyncMemcachedClient:
         if not cmds:
             return 0
         replies = await self._call(cmds, _lines_reader(len(cmds)))
-        return sum(_check(r, b"DELETED\r\n", b"NOT_FOUND\r\n") for r in replies)
+        return sum(_check(r, b"DELETED", b"NOT_FOUND") for r in replies)
 
     async def incr(self, key: bytes, delta: int = 1) -> int | None:
         """The new value, or None if the key is missing (no implicit create)."""
@@ -392,7 +479,7 @@ class AsyncMemcachedClient:
         return _number(await self._call(b"decr %b %d\r\n" % (key, delta), _read_line))
 
     async def flush_all(self, delay: int = 0) -> None:
-        _check(await self._call(b"flush_all %d\r\n" % delay, _read_line), b"OK\r\n", b"")
+        _check(await self._call(b"flush_all %d\r\n" % delay, _read_line), b"OK", b"")
 
     async def version(self) -> str:
         reply = await self._call(b"version\r\n", _read_line)
@@ -404,82 +491,102 @@ class AsyncMemcachedClient:
         return await self._call(b"stats\r\n", _read_stats)
 
 
-# -- reply parsing (a parser raises, and the connection is dropped, on anything unexpected) --
+# -- reply parsing: pure functions of the buffer (``_Incomplete`` until the reply is whole) --
 
 
-async def _read_line(reader: asyncio.StreamReader) -> bytes:
-    line = await reader.readline()
-    if not line.endswith(b"\r\n"):
-        raise MemcachedConnectionLost("the server closed the connection mid-reply")
-    if line[:1] in b"CSE" and line.startswith((b"CLIENT_ERROR", b"SERVER_ERROR", b"ERROR")):
-        _raise_error_reply(line)
-    return line
+def _line(buf: bytearray, pos: int = 0) -> tuple[bytes, int]:
+    """The line at ``pos`` (without CRLF) and where the next one starts."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise _Incomplete(len(buf) + 1)
+    return bytes(buf[pos:end]), end + 2
 
 
 def _raise_error_reply(line: bytes) -> None:
     text = line.decode("utf-8", "replace").strip()
     if line.startswith(b"SERVER_ERROR"):
         raise MemcachedServerReplyError(text)
-    raise MemcachedClientReplyError(text)
+    if line.startswith((b"CLIENT_ERROR", b"ERROR")):
+        raise MemcachedClientReplyError(text)
+    raise MemcachedBadReply(f"unexpected reply: {line[:80]!r}")
 
 
-async def _read_values(reader: asyncio.StreamReader) -> dict[bytes, bytes]:
-    found: dict[bytes, bytes] = {}
+def _read_line(buf: bytearray) -> tuple[bytes, int]:
+    line, pos = _line(buf)
+    if line[:1] in b"CSE" and line.startswith((b"CLIENT_ERROR", b"SERVER_ERROR", b"ERROR")):
+        _raise_error_reply(line)
+    return line, pos
+
+
+def _values(buf: bytearray, with_cas: bool) -> tuple[dict[bytes, tuple[bytes, int]], int]:
+    found: dict[bytes, tuple[bytes, int]] = {}
+    pos = 0
     while True:
-        line = await _read_line(reader)
-        if line == b"END\r\n":
-            return found
+        line, pos = _line(buf, pos)
+        if line == b"END":
+            return found, pos
+        parts = line.split()
+        if len(parts) < (5 if with_cas else 4) or parts[0] != b"VALUE":
+            _raise_error_reply(line)
+        stop = pos + int(parts[3])
+        if len(buf) < stop + 2:
+            raise _Incomplete(stop + 2)
+        found[parts[1]] = (bytes(buf[pos:stop]), int(parts[4]) if with_cas else 0)
+        pos = stop + 2
+
+
+def _read_values(buf: bytearray) -> tuple[dict[bytes, bytes], int]:
+    found: dict[bytes, bytes] = {}
+    pos = 0
+    while True:  # _values inlined without cas: the hot path of get and get_many
+        line, pos = _line(buf, pos)
+        if line == b"END":
+            return found, pos
         parts = line.split()
         if len(parts) < 4 or parts[0] != b"VALUE":
-            raise MemcachedBadReply(f"unexpected reply to get: {line[:80]!r}")
-        data = await reader.readexactly(int(parts[3]) + 2)
-        found[parts[1]] = data[:-2]
+            _raise_error_reply(line)
+        stop = pos + int(parts[3])
+        if len(buf) < stop + 2:
+            raise _Incomplete(stop + 2)
+        found[parts[1]] = bytes(buf[pos:stop])
+        pos = stop + 2
 
 
-async def _read_values_cas(reader: asyncio.StreamReader) -> dict[bytes, tuple[bytes, int]]:
-    found: dict[bytes, tuple[bytes, int]] = {}
-    while True:
-        line = await _read_line(reader)
-        if line == b"END\r\n":
-            return found
-        parts = line.split()
-        if len(parts) < 5 or parts[0] != b"VALUE":
-            raise MemcachedBadReply(f"unexpected reply to gets: {line[:80]!r}")
-        data = await reader.readexactly(int(parts[3]) + 2)
-        found[parts[1]] = (data[:-2], int(parts[4]))
+def _read_values_cas(buf: bytearray) -> tuple[dict[bytes, tuple[bytes, int]], int]:
+    return _values(buf, with_cas=True)
 
 
-async def _read_stats(reader: asyncio.StreamReader) -> dict[str, str]:
+def _read_stats(buf: bytearray) -> tuple[dict[str, str], int]:
     stats: dict[str, str] = {}
+    pos = 0
     while True:
-        line = await _read_line(reader)
-        if line == b"END\r\n":
-            return stats
+        line, pos = _line(buf, pos)
+        if line == b"END":
+            return stats, pos
         parts = line.decode("utf-8", "replace").split(" ", 2)
         if len(parts) != 3 or parts[0] != "STAT":
-            raise MemcachedBadReply(f"unexpected reply to stats: {line[:80]!r}")
+            _raise_error_reply(line)
         stats[parts[1]] = parts[2].strip()
 
 
 def _lines_reader(n: int) -> Parser[list[bytes]]:
     """Read the ``n`` one-line replies of a pipeline, in order (error lines included)."""
 
-    async def read(reader: asyncio.StreamReader) -> list[bytes]:
+    def read(buf: bytearray) -> tuple[list[bytes], int]:
         lines = []
+        pos = 0
         for _ in range(n):
-            line = await reader.readline()
-            if not line.endswith(b"\r\n"):
-                raise MemcachedConnectionLost("the server closed the connection mid-reply")
+            line, pos = _line(buf, pos)
             lines.append(line)
-        return lines
+        return lines, pos
 
     return read
 
 
 def _stored(reply: bytes) -> bool:
-    if reply == b"STORED\r\n":
+    if reply == b"STORED":
         return True
-    if reply in (b"NOT_STORED\r\n", b"EXISTS\r\n", b"NOT_FOUND\r\n"):
+    if reply in (b"NOT_STORED", b"EXISTS", b"NOT_FOUND"):
         return False
     raise MemcachedBadReply(f"unexpected reply to a store command: {reply[:80]!r}")
 
@@ -493,7 +600,7 @@ def _check(reply: bytes, yes: bytes, no: bytes) -> bool:
 
 
 def _number(reply: bytes) -> int | None:
-    if reply == b"NOT_FOUND\r\n":
+    if reply == b"NOT_FOUND":
         return None
     try:
         return int(reply)
