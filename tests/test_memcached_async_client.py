@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -351,3 +352,32 @@ async def test_frozen_server_every_call_returns_within_its_timeout() -> None:
     finally:
         await client.aclose()
         frozen.stop()
+
+
+async def test_connect_timeout_fails_the_call_and_the_queue_behind_it() -> None:
+    """A listener whose backlog is full drops SYNs: connecting hangs (loopback only)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    await asyncio.sleep(0.05)
+    client = make_client(port, timeout=1.0, connect_timeout=0.2)
+    try:
+        latencies, errors = await _timed_calls(lambda n: client.get(b"k"), 200, 1)
+    finally:
+        await client.aclose()
+        for sock in [*fillers, listener]:
+            sock.close()
+    assert len(errors) == 200
+    assert all(isinstance(e, MemcachedConnectError) for e in errors)
+    print(f"connect timeout 200 ms: max {max(latencies) * 1e3:.1f} ms")
+    assert max(latencies) < 1.1 * 0.2 + 0.05
