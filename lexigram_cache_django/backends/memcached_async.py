@@ -26,7 +26,8 @@ backend needs:
 * Keys and values are ``bytes``; keys are validated by the caller. Values are stored with
   flags 0 (the backend's codec already encoded them) and flags are ignored on reads.
 
-Exceptions (all :class:`AsyncMemcacheError`, a pymemcache ``MemcacheError``):
+Exceptions (defined in ``memcached_async_wire`` with the protocol and the reply parsers,
+re-exported here; all :class:`AsyncMemcacheError`, a pymemcache ``MemcacheError``):
 
 * :class:`MemcachedServerFailure` and its subclasses -- :class:`MemcachedConnectError`
   (also ``ConnectionError``), :class:`MemcachedTimeoutError` (also ``TimeoutError``),
@@ -43,15 +44,28 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from pymemcache.exceptions import (
-    MemcacheClientError,
-    MemcacheError,
-    MemcacheServerError,
-    MemcacheUnexpectedCloseError,
-    MemcacheUnknownError,
+from lexigram_cache_django.backends.memcached_async_wire import (
+    AsyncMemcacheError,
+    Connection,
+    MemcachedBadReply,
+    MemcachedClientReplyError,
+    MemcachedConnectError,
+    MemcachedConnectionLost,
+    MemcachedServerFailure,
+    MemcachedServerReplyError,
+    MemcachedTimeoutError,
+    Parser,
+    check,
+    lines_reader,
+    number,
+    read_line,
+    read_stats,
+    read_values,
+    read_values_cas,
+    stored,
 )
 
 __all__ = [
@@ -78,111 +92,6 @@ DEFAULT_MAX_CONNECTIONS = 4
 _T = TypeVar("_T")
 
 
-class AsyncMemcacheError(MemcacheError):
-    """Base of every error this client raises."""
-
-
-class MemcachedServerFailure(AsyncMemcacheError):
-    """The server is down, stalled or broke the connection: a breaker failure; fail open."""
-
-
-class MemcachedConnectError(MemcachedServerFailure, ConnectionError):
-    """No connection could be opened (refused, unreachable, or ``connect_timeout`` passed)."""
-
-
-class MemcachedTimeoutError(MemcachedServerFailure, TimeoutError):
-    """The call's ``timeout`` passed (waiting for a connection, connecting or reading)."""
-
-
-class MemcachedConnectionLost(MemcachedServerFailure, MemcacheUnexpectedCloseError):
-    """The connection broke or was closed in the middle of a command."""
-
-
-class MemcachedBadReply(MemcachedServerFailure, MemcacheUnknownError):
-    """A reply this client cannot parse (not memcached, or out of step)."""
-
-
-class MemcachedClientReplyError(AsyncMemcacheError, MemcacheClientError):
-    """``CLIENT_ERROR`` / ``ERROR``: the request was refused (e.g. incr of a non-number)."""
-
-
-class MemcachedServerReplyError(AsyncMemcacheError, MemcacheServerError):
-    """``SERVER_ERROR``: the server answered but could not do it (too large, out of memory)."""
-
-
-class _Incomplete(Exception):
-    """Raised by a parser: the reply is not all here; try again at ``need`` bytes."""
-
-    def __init__(self, need: int) -> None:
-        self.need = need
-
-
-#: A reply parser: ``(result, bytes used)`` from the start of the buffer, or ``_Incomplete``.
-Parser = Callable[[bytearray], tuple[_T, int]]
-
-
-class _Conn(asyncio.Protocol):
-    """One connection; it parses replies as data arrives and completes the caller's future.
-
-    At most one command (or pipeline) is in flight on it: ``fut`` is its reply's future.
-    """
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.need = 0  # don't parse again before the buffer holds this many bytes
-        self.parser: Parser[Any] | None = None
-        self.fut: asyncio.Future[Any] | None = None
-        self.lost = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        if len(buf) < self.need:
-            return
-        fut, parser = self.fut, self.parser
-        if fut is None or parser is None:  # nothing asked: out of step
-            self.abort()
-            return
-        try:
-            result, used = parser(buf)
-        except _Incomplete as inc:
-            self.need = inc.need
-            return
-        except Exception as exc:  # an error reply or garbage: fail the call, drop the conn
-            self.fut = self.parser = None
-            if not fut.done():
-                fut.set_exception(exc)
-            return
-        if used == len(buf):
-            buf.clear()
-        else:  # more than one reply: out of step
-            self.abort()
-        self.fut = self.parser = None
-        self.need = 0
-        if not fut.done():
-            fut.set_result(result)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        fut, self.fut = self.fut, None
-        if fut is not None and not fut.done():
-            fut.set_exception(MemcachedConnectionLost(f"connection lost mid-reply: {exc!r}"))
-
-    def usable(self) -> bool:
-        """False if the peer closed it while idle (a restart) or it was closed."""
-        return not self.lost and self.transport is not None and not self.transport.is_closing()
-
-    def abort(self) -> None:
-        self.lost = True
-        if self.transport is not None:
-            self.transport.abort()
-
-
 class _CallState:
     """One call's deadline state: the future it waits on, failed by the timer if it expires."""
 
@@ -205,13 +114,13 @@ class _Pool:
 
     def __init__(self, client: AsyncMemcachedClient) -> None:
         self._client = client
-        self._idle: list[_Conn] = []
+        self._idle: list[Connection] = []
         self._created = 0  # connections open or being opened (<= max_connections)
         # Each waiter's future gets a connection, or None: "a slot is yours, connect".
-        self._waiters: deque[asyncio.Future[_Conn | None]] = deque()
+        self._waiters: deque[asyncio.Future[Connection | None]] = deque()
         self.closed = False
 
-    async def acquire(self, call: _CallState) -> _Conn:
+    async def acquire(self, call: _CallState) -> Connection:
         idle = self._idle
         while idle:
             conn = idle.pop()
@@ -222,7 +131,7 @@ class _Pool:
         if self._created < self._client.max_connections:
             self._created += 1
             return await self._connect(call)
-        fut: asyncio.Future[_Conn | None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         call.waiting = fut
         try:
@@ -246,7 +155,7 @@ class _Pool:
             return await self._connect(call)
         return conn_or_slot
 
-    async def _connect(self, call: _CallState) -> _Conn:
+    async def _connect(self, call: _CallState) -> Connection:
         """Open a connection in a slot already counted in ``_created``.
 
         Bounded by ``connect_timeout`` and by what is left of the call's deadline. A connect
@@ -258,7 +167,7 @@ class _Pool:
         budget = min(client.connect_timeout, call.deadline - loop.time())
         try:
             async with asyncio.timeout(budget):
-                _, conn = await loop.create_connection(_Conn, client.host, client.port)
+                _, conn = await loop.create_connection(Connection, client.host, client.port)
         except BaseException as exc:
             self._created -= 1
             cut_short = isinstance(exc, TimeoutError) and budget < client.connect_timeout
@@ -272,7 +181,7 @@ class _Pool:
             raise
         return conn
 
-    def release(self, conn: _Conn) -> None:
+    def release(self, conn: Connection) -> None:
         """Give a clean connection back: to the oldest waiter, else to the idle list."""
         if self.closed:
             conn.abort()
@@ -285,7 +194,7 @@ class _Pool:
                 return
         self._idle.append(conn)
 
-    def discard(self, conn: _Conn) -> None:
+    def discard(self, conn: Connection) -> None:
         """Close a connection that may hold an unread reply; its slot goes to a waiter."""
         conn.abort()
         self._free_slot()
@@ -420,7 +329,7 @@ class AsyncMemcachedClient:
     # -- commands ---------------------------------------------------------------------------
 
     async def get(self, key: bytes) -> bytes | None:
-        values = await self._call(b"get " + key + b"\r\n", _read_values)
+        values = await self._call(b"get " + key + b"\r\n", read_values)
         return values.get(key)
 
     async def get_many(self, keys: Iterable[bytes]) -> dict[bytes, bytes]:
@@ -428,11 +337,11 @@ class AsyncMemcachedClient:
         keys = list(keys)
         if not keys:
             return {}
-        return await self._call(b"get " + b" ".join(keys) + b"\r\n", _read_values)
+        return await self._call(b"get " + b" ".join(keys) + b"\r\n", read_values)
 
     async def gets(self, key: bytes) -> tuple[bytes | None, int | None]:
         """``(value, cas token)``, or ``(None, None)`` when missing."""
-        values = await self._call(b"gets " + key + b"\r\n", _read_values_cas)
+        values = await self._call(b"gets " + key + b"\r\n", read_values_cas)
         return values.get(key, (None, None))
 
     async def set(self, key: bytes, value: bytes, exptime: int = 0) -> bool:
@@ -453,8 +362,8 @@ class AsyncMemcachedClient:
         self, cmd: bytes, key: bytes, value: bytes, exptime: int, extra: bytes = b""
     ) -> bool:
         head = b"%b %b 0 %d %d%b\r\n" % (cmd, key, exptime, len(value), extra)
-        reply = await self._call((head, value, b"\r\n"), _read_line)
-        return _stored(reply)
+        reply = await self._call((head, value, b"\r\n"), read_line)
+        return stored(reply)
 
     async def set_many(self, items: Mapping[bytes, bytes], exptime: int = 0) -> list[bytes]:
         """Store every item in one pipelined write; return the keys not stored."""
@@ -465,158 +374,41 @@ class AsyncMemcachedClient:
         for key in keys:
             value = items[key]
             parts += (b"set %b 0 %d %d\r\n" % (key, exptime, len(value)), value, b"\r\n")
-        replies = await self._call(parts, _lines_reader(len(keys)))
+        replies = await self._call(parts, lines_reader(len(keys)))
         return [k for k, r in zip(keys, replies) if r != b"STORED"]
 
     async def touch(self, key: bytes, exptime: int = 0) -> bool:
-        reply = await self._call(b"touch %b %d\r\n" % (key, exptime), _read_line)
-        return _check(reply, b"TOUCHED", b"NOT_FOUND")
+        reply = await self._call(b"touch %b %d\r\n" % (key, exptime), read_line)
+        return check(reply, b"TOUCHED", b"NOT_FOUND")
 
     async def delete(self, key: bytes) -> bool:
-        reply = await self._call(b"delete " + key + b"\r\n", _read_line)
-        return _check(reply, b"DELETED", b"NOT_FOUND")
+        reply = await self._call(b"delete " + key + b"\r\n", read_line)
+        return check(reply, b"DELETED", b"NOT_FOUND")
 
     async def delete_many(self, keys: Iterable[bytes]) -> int:
         """Delete every key in one pipelined write; return how many existed."""
         cmds = [b"delete " + key + b"\r\n" for key in keys]
         if not cmds:
             return 0
-        replies = await self._call(cmds, _lines_reader(len(cmds)))
-        return sum(_check(r, b"DELETED", b"NOT_FOUND") for r in replies)
+        replies = await self._call(cmds, lines_reader(len(cmds)))
+        return sum(check(r, b"DELETED", b"NOT_FOUND") for r in replies)
 
     async def incr(self, key: bytes, delta: int = 1) -> int | None:
         """The new value, or None if the key is missing (no implicit create)."""
-        return _number(await self._call(b"incr %b %d\r\n" % (key, delta), _read_line))
+        return number(await self._call(b"incr %b %d\r\n" % (key, delta), read_line))
 
     async def decr(self, key: bytes, delta: int = 1) -> int | None:
         """The new value (memcached stops at 0), or None if the key is missing."""
-        return _number(await self._call(b"decr %b %d\r\n" % (key, delta), _read_line))
+        return number(await self._call(b"decr %b %d\r\n" % (key, delta), read_line))
 
     async def flush_all(self, delay: int = 0) -> None:
-        _check(await self._call(b"flush_all %d\r\n" % delay, _read_line), b"OK", b"")
+        check(await self._call(b"flush_all %d\r\n" % delay, read_line), b"OK", b"")
 
     async def version(self) -> str:
-        reply = await self._call(b"version\r\n", _read_line)
+        reply = await self._call(b"version\r\n", read_line)
         if not reply.startswith(b"VERSION "):
             raise MemcachedBadReply(f"unexpected reply to version: {reply[:80]!r}")
         return reply[8:].strip().decode()
 
     async def stats(self) -> dict[str, str]:
-        return await self._call(b"stats\r\n", _read_stats)
-
-
-# -- reply parsing: pure functions of the buffer (``_Incomplete`` until the reply is whole) --
-
-
-def _line(buf: bytearray, pos: int = 0) -> tuple[bytes, int]:
-    """The line at ``pos`` (without CRLF) and where the next one starts."""
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        raise _Incomplete(len(buf) + 1)
-    return bytes(buf[pos:end]), end + 2
-
-
-def _raise_error_reply(line: bytes) -> None:
-    text = line.decode("utf-8", "replace").strip()
-    if line.startswith(b"SERVER_ERROR"):
-        raise MemcachedServerReplyError(text)
-    if line.startswith((b"CLIENT_ERROR", b"ERROR")):
-        raise MemcachedClientReplyError(text)
-    raise MemcachedBadReply(f"unexpected reply: {line[:80]!r}")
-
-
-def _read_line(buf: bytearray) -> tuple[bytes, int]:
-    line, pos = _line(buf)
-    if line[:1] in b"CSE" and line.startswith((b"CLIENT_ERROR", b"SERVER_ERROR", b"ERROR")):
-        _raise_error_reply(line)
-    return line, pos
-
-
-def _values(buf: bytearray, with_cas: bool) -> tuple[dict[bytes, tuple[bytes, int]], int]:
-    found: dict[bytes, tuple[bytes, int]] = {}
-    pos = 0
-    while True:
-        line, pos = _line(buf, pos)
-        if line == b"END":
-            return found, pos
-        parts = line.split()
-        if len(parts) < (5 if with_cas else 4) or parts[0] != b"VALUE":
-            _raise_error_reply(line)
-        stop = pos + int(parts[3])
-        if len(buf) < stop + 2:
-            raise _Incomplete(stop + 2)
-        found[parts[1]] = (bytes(buf[pos:stop]), int(parts[4]) if with_cas else 0)
-        pos = stop + 2
-
-
-def _read_values(buf: bytearray) -> tuple[dict[bytes, bytes], int]:
-    found: dict[bytes, bytes] = {}
-    pos = 0
-    while True:  # _values inlined without cas: the hot path of get and get_many
-        line, pos = _line(buf, pos)
-        if line == b"END":
-            return found, pos
-        parts = line.split()
-        if len(parts) < 4 or parts[0] != b"VALUE":
-            _raise_error_reply(line)
-        stop = pos + int(parts[3])
-        if len(buf) < stop + 2:
-            raise _Incomplete(stop + 2)
-        found[parts[1]] = bytes(buf[pos:stop])
-        pos = stop + 2
-
-
-def _read_values_cas(buf: bytearray) -> tuple[dict[bytes, tuple[bytes, int]], int]:
-    return _values(buf, with_cas=True)
-
-
-def _read_stats(buf: bytearray) -> tuple[dict[str, str], int]:
-    stats: dict[str, str] = {}
-    pos = 0
-    while True:
-        line, pos = _line(buf, pos)
-        if line == b"END":
-            return stats, pos
-        parts = line.decode("utf-8", "replace").split(" ", 2)
-        if len(parts) != 3 or parts[0] != "STAT":
-            _raise_error_reply(line)
-        stats[parts[1]] = parts[2].strip()
-
-
-def _lines_reader(n: int) -> Parser[list[bytes]]:
-    """Read the ``n`` one-line replies of a pipeline, in order (error lines included)."""
-
-    def read(buf: bytearray) -> tuple[list[bytes], int]:
-        lines = []
-        pos = 0
-        for _ in range(n):
-            line, pos = _line(buf, pos)
-            lines.append(line)
-        return lines, pos
-
-    return read
-
-
-def _stored(reply: bytes) -> bool:
-    if reply == b"STORED":
-        return True
-    if reply in (b"NOT_STORED", b"EXISTS", b"NOT_FOUND"):
-        return False
-    raise MemcachedBadReply(f"unexpected reply to a store command: {reply[:80]!r}")
-
-
-def _check(reply: bytes, yes: bytes, no: bytes) -> bool:
-    if reply == yes:
-        return True
-    if reply == no:
-        return False
-    raise MemcachedBadReply(f"unexpected reply: {reply[:80]!r}")
-
-
-def _number(reply: bytes) -> int | None:
-    if reply == b"NOT_FOUND":
-        return None
-    try:
-        return int(reply)
-    except ValueError:
-        raise MemcachedBadReply(f"unexpected reply to incr/decr: {reply[:80]!r}") from None
+        return await self._call(b"stats\r\n", read_stats)
