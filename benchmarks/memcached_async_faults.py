@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import statistics
 import sys
 import time
@@ -124,11 +123,11 @@ async def measure(name: str) -> None:
         try:
             await client.get(b"warm-up")
             print(_summary("healthy", *await _phase(client, None, HEALTHY_S)))
-            os.kill(server.process.pid, signal.SIGSTOP)
+            server.freeze()
             try:
                 print(_summary("frozen", *await _phase(client, 1, 0)))
             finally:
-                os.kill(server.process.pid, signal.SIGCONT)
+                server.thaw()
         finally:
             await _close(client)
     finally:
