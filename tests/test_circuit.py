@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -367,3 +368,21 @@ def test_breaker_matches_model(failures: int, reset_timeout: float, script: list
         assert breaker.short_circuited == model.short
         if model.state == "closed":
             assert breaker.consecutive_failures == model.failures < failures
+
+
+def test_guarded_calls_run_concurrently_no_lock_held_during_the_call() -> None:
+    """pybreaker holds its lock during the call: 4 threads x 50 ms took 0.20 s there."""
+    breaker = CircuitBreaker("s")
+
+    def guarded() -> None:
+        if breaker.allow():
+            time.sleep(0.05)
+            breaker.success()
+
+    threads = [threading.Thread(target=guarded) for _ in range(4)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert time.perf_counter() - t0 < 0.15
