@@ -429,3 +429,36 @@ def test_error_reply_fails_the_call() -> None:
         assert isinstance(fut.exception(), MemcachedServerReplyError)
     finally:
         loop.close()
+
+
+async def test_a_stalled_call_times_out_while_calls_after_it_complete() -> None:
+    """The pool's one deadline timer: the oldest call stalls, later ones finish meanwhile."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            if b"stall" not in line:  # a stalled request is never answered
+                writer.write(b"END\r\n")
+                await writer.drain()
+        writer.close()
+
+    fake = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = fake.sockets[0].getsockname()[1]
+    client = make_client(port, timeout=0.3, max_connections=2)
+    try:
+        t0 = time.perf_counter()
+        stalled = asyncio.create_task(client.get(b"stall"))
+        await asyncio.sleep(0.02)
+        for _ in range(50):  # all on the second connection
+            assert await client.get(b"b") is None
+        with pytest.raises(MemcachedTimeoutError):
+            await stalled
+        assert 0.3 <= time.perf_counter() - t0 < 0.33
+        await asyncio.sleep(0.4)  # idle: the timer has nothing left to watch
+        assert await client.get(b"c") is None
+        t1 = time.perf_counter()
+        with pytest.raises(MemcachedTimeoutError):  # the timer is set again
+            await client.get(b"stall-again")
+        assert 0.3 <= time.perf_counter() - t1 < 0.33
+    finally:
+        await client.aclose()
+        fake.close()
