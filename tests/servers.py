@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -67,6 +68,30 @@ class Server:
             auth = f":{self.password}@" if self.password else ""
             return f"redis://{auth}127.0.0.1:{self.port}"
         return self.address
+
+    def freeze(self, wait: float = 2.0) -> None:
+        """SIGSTOP the server and wait until every thread of it is stopped.
+
+        The signal is delivered asynchronously: a worker thread on another CPU could answer
+        one more request if the caller did not wait.
+        """
+        os.kill(self.process.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + wait
+        task_dir = f"/proc/{self.process.pid}/task"
+        while time.monotonic() < deadline:
+            try:
+                states = []
+                for tid in os.listdir(task_dir):
+                    with open(f"{task_dir}/{tid}/stat") as f:
+                        states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except OSError:
+                return
+            if all(state in ("T", "t") for state in states):
+                return
+            time.sleep(0.002)
+
+    def thaw(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
 
     def alive(self) -> bool:
         return self.process.poll() is None
