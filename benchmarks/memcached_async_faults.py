@@ -6,7 +6,7 @@ Run: ``PYTHONPATH=$PWD python -m benchmarks.memcached_async_faults [emcache] [ou
 Why: issue 12 reports that emcache (a) holds each call ~3 s when the server is down instead of
 failing within the connect timeout, and (b) on a healthy server under 200 tasks lets ~1 % of
 calls wait the full 1 s timeout (a freed connection goes to the newest waiter). This script
-measures those numbers for emcache and for our own client (``backends/memcached_async.py``)
+measures those numbers for emcache and for our own client (``backends/memcached/aio.py``)
 with the same settings: timeout 1 s, connect timeout 1 s, 4 connections per server.
 
 Phases, each with 200 concurrent tasks on one memcached started on a free loopback port:
@@ -56,7 +56,7 @@ async def _emcache(host: str, port: int) -> Any:
 
 
 async def _ours(host: str, port: int) -> Any:
-    from lexigram_cache_django.backends.memcached_async import AsyncMemcachedClient
+    from lexigram_cache_django.backends.memcached.aio import AsyncMemcachedClient
 
     return AsyncMemcachedClient(
         host, port, timeout=TIMEOUT, connect_timeout=CONNECT_TIMEOUT, max_connections=POOL

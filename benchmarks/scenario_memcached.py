@@ -153,7 +153,7 @@ def run(ctx: Context) -> list[Result]:
 
     from pymemcache.client.base import Client, normalize_server_spec
 
-    from lexigram_cache_django.backends.memcached import aclose_emcache_clients
+    from lexigram_cache_django.backends.memcached import aclose_async_clients
     from lexigram_cache_django.backends.memcached.client import HASH_CLIENT_ONLY
 
     options = {"SERIALIZER": os.environ.get(SERIALIZER_ENV, "pickle")}
@@ -161,7 +161,7 @@ def run(ctx: Context) -> list[Result]:
     ours = ctx.make_cache(
         OURS_BACKEND, location, TIMEOUT=TIMEOUT, KEY_PREFIX="ours", OPTIONS=options
     )
-    ctx.add_cleanup(lambda: ctx.run_async(aclose_emcache_clients()))
+    ctx.add_cleanup(lambda: ctx.run_async(aclose_async_clients()))
     thread = ctx.make_cache(
         OURS_BACKEND,
         location,

@@ -72,7 +72,7 @@ def run(ctx: Context) -> list[Result]:
         import emcache
     except ImportError:
         ctx.skip("emcache is not installed")
-    from lexigram_cache_django.backends.memcached_async import AsyncMemcachedClient
+    from lexigram_cache_django.backends.memcached.aio import AsyncMemcachedClient
 
     location = start_memcached(ctx)
     host, port = location.rsplit(":", 1)

@@ -208,14 +208,20 @@ CACHE_OPTIONS: Mapping[str, Option] = _options(
            backends=frozenset({"redis"}), minimum=0.0, default_doc="`SOCKET_TIMEOUT`"),
     Option("NO_DELAY", (bool,), True, "`TCP_NODELAY` on the sockets",
            backends=frozenset({"memcached"})),
-    Option("POOL_SIZE", (int,), 4, "emcache connections per server per event loop (async path)",
+    Option("POOL_SIZE", (int,), 4, "asyncio connections per server per event loop (async path)",
            backends=frozenset({"memcached"}), minimum=1),
     Option("MAX_ITEM_BYTES", (int,), 1024 * 1024 - 512, "largest encoded value sent; larger "
            "values are compressed first, then refused", backends=frozenset({"memcached"}),
            minimum=1024, default_doc="`1048064` (1 MiB - 512)"),
-    Option("ASYNC_CLIENT", (str,), None, "how the `a*` methods run", nullable=True,
-           backends=frozenset({"memcached"}), choices=("emcache", "thread"),
-           default_doc='`"emcache"` (one server, emcache installed), else `"thread"`'),
+    Option("ASYNC_CLIENT", (str,), None, "how the `a*` methods run: our asyncio client "
+           "(one server) or pymemcache on worker threads", nullable=True,
+           backends=frozenset({"memcached"}), choices=("asyncio", "thread"),
+           default_doc='`"asyncio"` (one server), else `"thread"`'),
+    Option("CIRCUIT_FAILURES", (int,), 5, "consecutive failures (refused, reset, timed out) "
+           "that open a server's circuit breaker ([resilience](resilience.md))",
+           backends=NETWORKED, minimum=1),
+    Option("CIRCUIT_RESET_TIMEOUT", _SECONDS, 1.0, "seconds a breaker stays open before one "
+           "trial call probes the server", backends=NETWORKED, minimum=0.0),
 )  # fmt: skip
 
 #: ``settings.LEXIGRAM_CACHE`` keys.

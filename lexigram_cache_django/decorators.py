@@ -38,6 +38,7 @@ from .compute import (
     get_or_compute,
     resolve_tags,
 )
+from .failfast import one_operation
 from .invalidation import ainvalidate_now, invalidate_on_commit
 from .keys import call_key
 from .wrappers import FunctionWrapper
@@ -188,39 +189,40 @@ def _sync_page_view(view: Callable[..., Any], page: _PageCache) -> Callable[...,
         _check_request(request)
         if request.method not in ("GET", "HEAD") or page.timeout <= 0:
             return cast(HttpResponseBase, view(request, *args, **kwargs))
-        cache = page.cache()
-        tags = resolve_tags(page.tags, request, *args, **kwargs)
-        head_key = page.get_head_from_get(cache, request)
-        if head_key is not None and (hit := _thaw(cache.get(head_key))) is not None:
-            return hit
-        for attempt in (1, 2):
-            key = page.flight_key(cache, request)
-            state = _Render()
+        with one_operation():  # a server that failed is not asked again for this page
+            cache = page.cache()
+            tags = resolve_tags(page.tags, request, *args, **kwargs)
+            head_key = page.get_head_from_get(cache, request)
+            if head_key is not None and (hit := _thaw(cache.get(head_key))) is not None:
+                return hit
+            for attempt in (1, 2):
+                key = page.flight_key(cache, request)
+                state = _Render()
 
-            def render(key: str = key, state: _Render = state) -> tuple[Any, ...]:
+                def render(key: str = key, state: _Render = state) -> tuple[Any, ...]:
+                    try:
+                        response = view(request, *args, **kwargs)
+                        if callable(getattr(response, "render", None)):
+                            response.render()  # TemplateResponse: the page is what is stored
+                    except Exception as exc:  # e.g. PermissionDenied: this request's alone
+                        raise NotStored(state, exc) from exc
+                    return page.store(cache, request, response, key, state)
+
                 try:
-                    response = view(request, *args, **kwargs)
-                    if callable(getattr(response, "render", None)):
-                        response.render()  # TemplateResponse: the page is what is stored
-                except Exception as exc:  # e.g. PermissionDenied: this request's alone
-                    raise NotStored(state, exc) from exc
-                return page.store(cache, request, response, key, state)
-
-            try:
-                stored = get_or_compute(cache, key, render, page.timeout, tags=tags)
-            except NotStored as skip:
-                if skip.owner is state:
-                    return cast(HttpResponseBase, skip.own_result())
-                if skip.retry and attempt == 1:
-                    continue
-                return cast(HttpResponseBase, view(request, *args, **kwargs))
-            if state.response is not None:
-                return state.response
-            response = _thaw(stored)
-            if response is not None:
-                return response
-            cache.delete(key)  # not a page of ours: drop it and render
-        return cast(HttpResponseBase, view(request, *args, **kwargs))
+                    stored = get_or_compute(cache, key, render, page.timeout, tags=tags)
+                except NotStored as skip:
+                    if skip.owner is state:
+                        return cast(HttpResponseBase, skip.own_result())
+                    if skip.retry and attempt == 1:
+                        continue
+                    return cast(HttpResponseBase, view(request, *args, **kwargs))
+                if state.response is not None:
+                    return state.response
+                response = _thaw(stored)
+                if response is not None:
+                    return response
+                cache.delete(key)  # not a page of ours: drop it and render
+            return cast(HttpResponseBase, view(request, *args, **kwargs))
 
     return wrapper
 
@@ -231,41 +233,42 @@ def _async_page_view(view: Callable[..., Any], page: _PageCache) -> Callable[...
         _check_request(request)
         if request.method not in ("GET", "HEAD") or page.timeout <= 0:
             return cast(HttpResponseBase, await view(request, *args, **kwargs))
-        cache = page.cache()
-        tags = resolve_tags(page.tags, request, *args, **kwargs)
-        # The Vary header list is read and learned with the sync API, as Django's own
-        # cache_page does for async views; the page itself goes through the async API.
-        head_key = page.get_head_from_get(cache, request)
-        if head_key is not None and (hit := _thaw(await cache.aget(head_key))) is not None:
-            return hit
-        for attempt in (1, 2):
-            key = page.flight_key(cache, request)
-            state = _Render()
+        with one_operation():  # a server that failed is not asked again for this page
+            cache = page.cache()
+            tags = resolve_tags(page.tags, request, *args, **kwargs)
+            # The Vary header list is read and learned with the sync API, as Django's own
+            # cache_page does for async views; the page itself goes through the async API.
+            head_key = page.get_head_from_get(cache, request)
+            if head_key is not None and (hit := _thaw(await cache.aget(head_key))) is not None:
+                return hit
+            for attempt in (1, 2):
+                key = page.flight_key(cache, request)
+                state = _Render()
 
-            async def render(key: str = key, state: _Render = state) -> tuple[Any, ...]:
+                async def render(key: str = key, state: _Render = state) -> tuple[Any, ...]:
+                    try:
+                        response = await view(request, *args, **kwargs)
+                        if callable(getattr(response, "render", None)):
+                            await sync_to_async(response.render)()  # templates may query the DB
+                    except Exception as exc:
+                        raise NotStored(state, exc) from exc
+                    return page.store(cache, request, response, key, state)
+
                 try:
-                    response = await view(request, *args, **kwargs)
-                    if callable(getattr(response, "render", None)):
-                        await sync_to_async(response.render)()  # templates may query the DB
-                except Exception as exc:
-                    raise NotStored(state, exc) from exc
-                return page.store(cache, request, response, key, state)
-
-            try:
-                stored = await aget_or_compute(cache, key, render, page.timeout, tags=tags)
-            except NotStored as skip:
-                if skip.owner is state:
-                    return cast(HttpResponseBase, skip.own_result())
-                if skip.retry and attempt == 1:
-                    continue
-                return cast(HttpResponseBase, await view(request, *args, **kwargs))
-            if state.response is not None:
-                return state.response
-            response = _thaw(stored)
-            if response is not None:
-                return response
-            await cache.adelete(key)
-        return cast(HttpResponseBase, await view(request, *args, **kwargs))
+                    stored = await aget_or_compute(cache, key, render, page.timeout, tags=tags)
+                except NotStored as skip:
+                    if skip.owner is state:
+                        return cast(HttpResponseBase, skip.own_result())
+                    if skip.retry and attempt == 1:
+                        continue
+                    return cast(HttpResponseBase, await view(request, *args, **kwargs))
+                if state.response is not None:
+                    return state.response
+                response = _thaw(stored)
+                if response is not None:
+                    return response
+                await cache.adelete(key)
+            return cast(HttpResponseBase, await view(request, *args, **kwargs))
 
     return wrapper
 

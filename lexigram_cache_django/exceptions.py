@@ -61,7 +61,17 @@ class CacheServerError(CacheBackendError):
     within the same operation is worth sending.
     """
 
-    def __init__(self, message: str, *, server: str = "", answered: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        server: str = "",
+        answered: bool = False,
+        short_circuited: bool = False,
+    ) -> None:
         super().__init__(message)
         self.server = server
         self.answered = answered
+        #: Not sent at all: the server's breaker is open, or the server already failed
+        #: within this operation (microseconds, no socket touched).
+        self.short_circuited = short_circuited

@@ -37,6 +37,7 @@ from django.db.models.fields.related import ManyToManyField
 from .backends.base import LexigramCache
 from .conf import app_setting
 from .exceptions import CacheConfigurationError
+from .failfast import one_operation
 from .tags import TagLike, tag_names
 
 logger = logging.getLogger("lexigram_cache_django")
@@ -105,7 +106,8 @@ def invalidate_now(
     error: Exception | None = None
     for alias, cache in _tag_caches(aliases):
         try:
-            cache.invalidate_tags(*names)
+            with one_operation():
+                cache.invalidate_tags(*names)
         except Exception as exc:
             logger.error("invalidating %s in cache %r failed: %s", names, alias, exc)
             error = error or exc
@@ -123,7 +125,8 @@ async def ainvalidate_now(
     error: Exception | None = None
     for alias, cache in _tag_caches(aliases):
         try:
-            await cache.ainvalidate_tags(*names)
+            with one_operation():
+                await cache.ainvalidate_tags(*names)
         except Exception as exc:
             logger.error("invalidating %s in cache %r failed: %s", names, alias, exc)
             error = error or exc

@@ -19,6 +19,7 @@ COUNTERS: tuple[str, ...] = (
     "evictions",
     "expirations",
     "errors",
+    "short_circuited",
     "integrity_errors",
     # stampede protection (get_or_set)
     "computations",
@@ -43,6 +44,7 @@ class CacheStats:
     evictions: int
     expirations: int
     errors: int
+    short_circuited: int
     integrity_errors: int
     computations: int
     waits: int

@@ -109,7 +109,7 @@ def test_networked_ranges_and_choices() -> None:
     assert only({"MAX_CONNECTIONS": 0}, REDIS).startswith("lexigram_cache.E004")
     assert only({"POOL_TIMEOUT": -1}, REDIS).startswith("lexigram_cache.E004")
     found = only({"ASYNC_CLIENT": "gevent"}, MEMCACHED)
-    assert found.startswith("lexigram_cache.E004") and "'emcache', 'thread'" in found
+    assert found.startswith("lexigram_cache.E004") and "'asyncio', 'thread'" in found
 
 
 def test_an_unloadable_serializer_or_compressor_is_reported() -> None:
@@ -274,9 +274,9 @@ def test_invalidate_models_must_be_installed_models() -> None:
 
 def test_e014_reports_what_the_backend_constructor_refuses() -> None:
     location = "127.0.0.1:1,127.0.0.1:2"
-    found = messages({"ASYNC_CLIENT": "emcache"}, MEMCACHED, location)
+    found = messages({"ASYNC_CLIENT": "asyncio"}, MEMCACHED, location)
     (message,) = found
-    assert message.id == "lexigram_cache.E014" and "single server" in message.msg
+    assert message.id == "lexigram_cache.E014" and "single host:port server" in message.msg
 
 
 # -- the app missing from INSTALLED_APPS --------------------------------------------------------
@@ -312,7 +312,7 @@ def test_the_app_missing_is_w001_when_lexigram_cache_is_set() -> None:
         {"BACKEND": REDIS, "LOCATION": None, "OPTIONS": ("a", "b")},
         {"BACKEND": REDIS, "LOCATION": [1, None], "OPTIONS": {1: 2, "SOCKET_TIMEOUT": "x"}},
         {"BACKEND": MEMCACHED, "LOCATION": object(), "OPTIONS": {"POOL_SIZE": []}},
-        {"BACKEND": MEMCACHED, "LOCATION": "h:1,h:2", "OPTIONS": {"ASYNC_CLIENT": "emcache"}},
+        {"BACKEND": MEMCACHED, "LOCATION": "h:1,h:2", "OPTIONS": {"ASYNC_CLIENT": "asyncio"}},
         {"BACKEND": MEMORY, "OPTIONS": "MAX_ENTRIES=3"},
         {"BACKEND": REDIS, "LOCATION": "redis://[::1", "OPTIONS": {"password": SECRET}},
     ],

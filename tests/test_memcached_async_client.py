@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymemcache.exceptions import MemcacheClientError, MemcacheError
 
-from lexigram_cache_django.backends.memcached_async import (
+from lexigram_cache_django.backends.memcached.aio import (
     AsyncMemcachedClient,
     MemcachedClientReplyError,
     MemcachedConnectError,
@@ -26,7 +26,7 @@ from lexigram_cache_django.backends.memcached_async import (
     MemcachedServerReplyError,
     MemcachedTimeoutError,
 )
-from lexigram_cache_django.backends.memcached_async_wire import Connection, read_values
+from lexigram_cache_django.backends.memcached.wire import Connection, read_values
 from tests.servers import Server, free_port, start_memcached
 
 pytestmark = pytest.mark.memcached

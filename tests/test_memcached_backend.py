@@ -2,7 +2,7 @@
 
 Django's own memcached test suite runs against the backend through scripts/test.sh; these
 tests cover what it does not: several servers, a node going down, values over memcached's
-item size, fail-open, both async paths (emcache and worker threads), and the primitives
+item size, fail-open, both async paths (our asyncio client and worker threads), and the primitives
 stampede protection and tags build on.
 """
 
@@ -29,7 +29,7 @@ from tests.servers import Server, start_memcached
 
 pytestmark = pytest.mark.memcached
 
-ASYNC_CLIENTS = ["thread"] + (["emcache"] if mc_client.emcache is not None else [])
+ASYNC_CLIENTS = ["thread", "asyncio"]
 
 
 def make(location: Any, **options: Any) -> MemcachedCache:
@@ -51,7 +51,7 @@ async def async_cache(
     request: pytest.FixtureRequest, memcached_server: Server
 ) -> AsyncIterator[MemcachedCache]:
     yield make(memcached_server.address, ASYNC_CLIENT=request.param)
-    await mc.aclose_emcache_clients()  # they belong to this test's event loop
+    await mc.aclose_async_clients()  # they belong to this test's event loop
 
 
 @pytest.fixture
@@ -265,11 +265,9 @@ async def test_a_dead_node_is_skipped_by_the_async_methods_too(
     assert await cache.aget_many(list(data)) == data
 
 
-def test_emcache_is_refused_for_several_servers(memcached_servers: list[Server]) -> None:
-    if mc_client.emcache is None:
-        pytest.skip("emcache not installed")
-    with pytest.raises(Exception, match="single server"):
-        make([s.address for s in memcached_servers], ASYNC_CLIENT="emcache")
+def test_the_asyncio_client_is_refused_for_several_servers(memcached_servers: list[Server]) -> None:
+    with pytest.raises(Exception, match="single host:port server"):
+        make([s.address for s in memcached_servers], ASYNC_CLIENT="asyncio")
 
 
 # -- fail-open ------------------------------------------------------------------------------
@@ -306,7 +304,7 @@ async def test_a_down_server_fails_open_in_async(choice: str) -> None:
     strict = make(address, ASYNC_CLIENT=choice, FAIL_SILENTLY=False, SOCKET_TIMEOUT=0.2)
     with pytest.raises(CacheBackendError):
         await strict.aget("k")
-    await mc.aclose_emcache_clients()
+    await mc.aclose_async_clients()
 
 
 # -- async ------------------------------------------------------------------------------------
@@ -400,14 +398,12 @@ async def test_async_tags(async_cache: MemcachedCache) -> None:
     assert await cache.aget_many(["a"]) == {"a": 2}
 
 
-async def test_closed_emcache_clients_are_replaced(memcached_server: Server) -> None:
-    if mc_client.emcache is None:
-        pytest.skip("emcache not installed")
-    cache = make(memcached_server.address, ASYNC_CLIENT="emcache")
+async def test_closed_async_clients_are_replaced(memcached_server: Server) -> None:
+    cache = make(memcached_server.address, ASYNC_CLIENT="asyncio")
     await cache.aset("k", 1)
-    await mc.aclose_emcache_clients()
+    await mc.aclose_async_clients()
     assert await cache.aget("k") == 1  # a new client for this loop, not the closed one
-    await mc.aclose_emcache_clients()
+    await mc.aclose_async_clients()
 
 
 def test_get_or_set_entries_expire_on_time_and_outlive_it_on_the_server(
@@ -447,7 +443,7 @@ def test_get_or_set_entries_expire_on_time_and_outlive_it_on_the_server(
 )
 def test_the_fast_key_check_agrees_with_pymemcaches(key: Any, unicode_keys: bool) -> None:
     """Same bytes for every key pymemcache accepts; the same refusal for every other."""
-    ours = mc_client.FastKeyClient(("127.0.0.1", 1), allow_unicode_keys=unicode_keys)
+    ours = mc_client.GuardedClient(("127.0.0.1", 1), allow_unicode_keys=unicode_keys)
     theirs = Client(("127.0.0.1", 1), allow_unicode_keys=unicode_keys)
     try:
         expected = theirs.check_key(key, b"")

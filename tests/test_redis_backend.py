@@ -32,6 +32,7 @@ from lexigram_cache_django.exceptions import (
     CacheBackendError,
     CacheConfigurationError,
     CacheIncrError,
+    CacheServerError,
 )
 from tests.servers import Server, start_redis
 
@@ -770,8 +771,9 @@ def test_a_stopped_server_fails_open_fast_and_clearly(
     message = str(err.value)
     assert "RedisCache get failed at redis://:***@127.0.0.1:" in message
     assert PASSWORD not in message
-    # Refused at once (nothing listens), not a timeout: the clear, fast failure.
-    assert isinstance(err.value.__cause__, redis.ConnectionError)
+    # Refused at once (nothing listens), not a timeout: the clear, fast failure; or, once
+    # those refusals opened the breaker, not sent at all.
+    assert _refused_or_short_circuited(err.value.__cause__)
     assert not isinstance(err.value.__cause__, redis.TimeoutError)
 
 
@@ -792,6 +794,12 @@ async def test_a_stopped_server_fails_open_in_async_too() -> None:
     assert await cache.akeys("*") == []
     with pytest.raises(CacheBackendError) as err:
         await strict.aget("k")
-    assert isinstance(err.value.__cause__, redis.ConnectionError)
+    assert _refused_or_short_circuited(err.value.__cause__)
     await cache.aclose()
     await strict.aclose()
+
+
+def _refused_or_short_circuited(cause: BaseException | None) -> bool:
+    if isinstance(cause, CacheServerError):
+        return cause.short_circuited
+    return isinstance(cause, redis.ConnectionError)

@@ -21,6 +21,7 @@ from ..codec import Codec, EntryMeta
 from ..compression import make_compressor
 from ..conf import mask_location
 from ..exceptions import CacheDecodeError, CacheIntegrityError
+from ..failfast import one_operation
 from ..locks import CacheLock
 from ..metrics import CacheStats, stats_for
 from ..serializers import DEFAULT_SERIALIZER, make_serializer
@@ -225,7 +226,10 @@ class LexigramCache(MemoizedKeys):
         """Django's ``get_or_set``, computing a missing value once across threads and
         processes, with XFetch early refresh (see :mod:`lexigram_cache_django.stampede`)."""
         opts = self.stampede_options.override(beta, lock_timeout, wait_timeout, early_refresh)
-        return stampede.get_or_set(self, key, default, timeout, version, opts, self.tag_keys(tags))
+        with one_operation():  # read, lock, write: a server that failed is not asked again
+            return stampede.get_or_set(
+                self, key, default, timeout, version, opts, self.tag_keys(tags)
+            )
 
     async def aget_or_set(
         self,
@@ -242,9 +246,10 @@ class LexigramCache(MemoizedKeys):
     ) -> Any:
         """Async ``get_or_set``; ``default`` may be a value, a callable or an async callable."""
         opts = self.stampede_options.override(beta, lock_timeout, wait_timeout, early_refresh)
-        return await stampede.aget_or_set(
-            self, key, default, timeout, version, opts, self.tag_keys(tags)
-        )
+        with one_operation():
+            return await stampede.aget_or_set(
+                self, key, default, timeout, version, opts, self.tag_keys(tags)
+            )
 
     def lock(
         self,
@@ -334,6 +339,14 @@ class LexigramCache(MemoizedKeys):
 
     def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         """Django's ``incr_version``, keeping the entry's tags (Django's re-``set`` drops them)."""
+        with one_operation():
+            return self._incr_version(key, delta, version)
+
+    async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        with one_operation():
+            return await self._aincr_version(key, delta, version)
+
+    def _incr_version(self, key: Any, delta: int, version: int | None) -> int:
         version = self.version if version is None else version
         old = self.make_and_validate_key(key, version)
         entry = self.get_entry(old)
@@ -348,7 +361,7 @@ class LexigramCache(MemoizedKeys):
         self.delete(key, version=version)
         return version + delta
 
-    async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+    async def _aincr_version(self, key: Any, delta: int, version: int | None) -> int:
         version = self.version if version is None else version
         old = self.make_and_validate_key(key, version)
         entry = await self.aget_entry(old)

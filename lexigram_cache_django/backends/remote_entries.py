@@ -25,6 +25,7 @@ below it), is here once.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -37,6 +38,22 @@ from .base import LexigramCache
 
 logger = logging.getLogger("lexigram_cache_django")
 _T = TypeVar("_T")
+#: At most one failure WARNING per alias per this many seconds.
+QUIET_SECONDS = 60.0
+_last_warning: dict[str, tuple[float, int]] = {}  # identity -> (when logged, silenced since)
+_warning_lock = threading.Lock()
+
+
+def _quiet_warning(cache: LexigramCache, operation: str, default: Any, exc: Exception) -> None:
+    now = time.monotonic()
+    with _warning_lock:
+        logged, silenced = _last_warning.get(cache.identity, (-QUIET_SECONDS, 0))
+        if now - logged < QUIET_SECONDS:
+            _last_warning[cache.identity] = (logged, silenced + 1)
+            return
+        _last_warning[cache.identity] = (now, 0)
+    more = f" ({silenced} more failed open since the last such line)" if silenced else ""
+    logger.warning("%r: %s failed, returning %r: %s%s", cache, operation, default, exc, more)
 
 
 class ServerClient(Protocol):
@@ -120,16 +137,34 @@ class RemoteEntries(LexigramCache):
     async def _aclear_server(self) -> None:
         raise NotImplementedError
 
+    def circuit_options(self) -> dict[str, Any]:
+        """Keyword arguments of this alias's circuit breakers (CIRCUIT_* options)."""
+        return {
+            "failures": self.option("CIRCUIT_FAILURES"),
+            "reset_timeout": self.option("CIRCUIT_RESET_TIMEOUT"),
+        }
+
     # -- the fail-open policy, in one place ------------------------------------------
 
     def _failed(self, operation: str, exc: CacheServerError, default: _T) -> _T:
-        """A server could not serve ``operation``: count it, then raise or log and default."""
-        self._stats.errors += 1
+        """A server could not serve ``operation``: count it, then raise or log and default.
+
+        Logs are quiet: a short-circuited call (breaker open) only at DEBUG, since the
+        breaker says when it opens and closes; other failures at most one WARNING a
+        minute per alias, saying how many were not logged.
+        """
+        stats = self._stats
+        stats.errors += 1
+        if exc.short_circuited:
+            stats.short_circuited += 1
         if not self.fail_silently:
             raise CacheBackendError(
                 f"{type(self).__name__} {operation} failed at {self.location_display}: {exc}"
             ) from (exc.__cause__ or exc)  # the client library's own error, as before
-        logger.warning("%r: %s failed, returning %r: %s", self, operation, default, exc)
+        if exc.short_circuited:
+            logger.debug("%r: %s failed open: %s", self, operation, exc)
+        else:
+            _quiet_warning(self, operation, default, exc)
         return default
 
     def _failed_write(self, operation: str, key: str, exc: CacheServerError) -> bool:

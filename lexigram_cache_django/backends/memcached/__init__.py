@@ -1,7 +1,8 @@
 """Memcached backend: ``BACKEND = "lexigram_cache_django.backends.memcached.MemcachedCache"``.
 
 ``cache.py`` is the Django backend (memcached's rules over :class:`~..remote.RemoteCache`);
-``client.py`` the pymemcache/emcache clients and the one choke point every command passes.
+``client.py`` the pymemcache clients and the guard every command passes; ``aio.py`` and
+``wire.py`` our asyncio client.
 """
 
 from .cache import (
@@ -15,7 +16,7 @@ from .client import (
     MemcachedClient,
     MemcachedIncrError,
     MemcachedUnavailableError,
-    aclose_emcache_clients,
+    aclose_async_clients,
 )
 
 __all__ = [
@@ -27,5 +28,5 @@ __all__ = [
     "MemcachedIncrError",
     "MemcachedUnavailableError",
     "ValueTooLargeError",
-    "aclose_emcache_clients",
+    "aclose_async_clients",
 ]

@@ -27,7 +27,7 @@ from ...codec import Codec, EntryMeta
 from ...compression import Compressor, make_compressor
 from ...exceptions import CacheConfigurationError, CacheServerError
 from ..remote import RemoteCache
-from .client import MemcachedClient, emcache
+from .client import MemcachedClient
 
 #: Memcached reads an expiry above 30 days as an absolute UNIX time (Django's rule).
 MAX_RELATIVE_EXPIRY = 60 * 60 * 24 * 30
@@ -36,7 +36,7 @@ MAX_RELATIVE_EXPIRY = 60 * 60 * 24 * 30
 DEFAULT_MAX_ITEM_BYTES: int = conf.value({}, "MAX_ITEM_BYTES", "memcached")
 DEFAULT_CONNECT_TIMEOUT: float = conf.value({}, "CONNECT_TIMEOUT", "memcached")
 DEFAULT_SOCKET_TIMEOUT: float = conf.value({}, "SOCKET_TIMEOUT", "memcached")
-#: emcache connections per server per event loop.
+#: asyncio connections per server per event loop.
 DEFAULT_POOL_SIZE: int = conf.value({}, "POOL_SIZE", "memcached")
 
 _NO_ENUMERATION = (
@@ -71,27 +71,20 @@ def client_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def choose_async_client(choice: Any, servers: list[str]) -> str:
-    """OPTIONS["ASYNC_CLIENT"]: emcache (one server, installed) or worker threads."""
+    """OPTIONS["ASYNC_CLIENT"]: our asyncio client (one host:port server) or worker threads."""
+    single_tcp = len(servers) == 1 and not servers[0].startswith(("unix:", "/"))
     if choice is None:
-        return "emcache" if emcache is not None and len(servers) == 1 else "thread"
-    if choice not in ("emcache", "thread"):
+        return "asyncio" if single_tcp else "thread"
+    if choice == "asyncio" and not single_tcp:
         raise CacheConfigurationError(
-            f"OPTIONS['ASYNC_CLIENT'] must be 'emcache' or 'thread', not {choice!r}"
-        )
-    if choice == "emcache" and emcache is None:
-        raise CacheConfigurationError(
-            "OPTIONS['ASYNC_CLIENT'] is 'emcache' but emcache is not installed"
-        )
-    if choice == "emcache" and len(servers) > 1:
-        raise CacheConfigurationError(
-            "OPTIONS['ASYNC_CLIENT'] 'emcache' needs a single server: with several, emcache "
-            "would send keys to other servers than the sync client does"
+            "OPTIONS['ASYNC_CLIENT'] 'asyncio' needs a single host:port server: with several, "
+            "it would send keys to other servers than the sync client's hashing does"
         )
     return str(choice)
 
 
 class MemcachedCache(RemoteCache):
-    """Django's cache API on memcached, via pymemcache (sync) and emcache (async)."""
+    """Django's cache API on memcached, via pymemcache (sync) and our asyncio client."""
 
     backend_name = "memcached"
     #: Django's memcached tests read ``cache._lib.exceptions.MemcacheClientError``.
@@ -104,10 +97,10 @@ class MemcachedCache(RemoteCache):
         )
         opts = self._options
         self.max_item_bytes: int = self.option("MAX_ITEM_BYTES")
-        native = choose_async_client(self.option("ASYNC_CLIENT"), self._servers) == "emcache"
+        native = choose_async_client(self.option("ASYNC_CLIENT"), self._servers) == "asyncio"
         pool_size: int = self.option("POOL_SIZE")
         self._client: MemcachedClient = MemcachedClient(
-            self._servers, client_kwargs(opts), pool_size, native
+            self._servers, client_kwargs(opts), pool_size, native, self.circuit_options()
         )
         self._large_compressor: Compressor | None = None
 

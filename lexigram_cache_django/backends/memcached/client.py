@@ -1,27 +1,28 @@
-"""The memcached client under MemcachedCache: pymemcache per thread, emcache per loop.
+"""The memcached client under MemcachedCache: pymemcache per thread, our asyncio client.
 
-Every sync command passes :meth:`MemcachedClient.call`, the one place where a failing
-server (refused, reset, timed out, ``SERVER_ERROR``, a ``HashClient`` node being skipped)
-becomes :class:`~lexigram_cache_django.exceptions.CacheServerError`. A
-``MemcacheClientError`` (a command memcached refused as malformed, such as ``incr`` of a
-non-number) is not a server failure and raises as it is.
+Every command to a node passes one guard (:meth:`GuardedClient.guarded`, under
+pymemcache's own three command paths): the node's circuit breaker is asked first (an open
+one short-circuits the call in microseconds) and told the outcome after. A refused,
+reset or timed-out connection counts against the node; a reply, even an error reply,
+does not. :meth:`MemcachedClient.call` then turns a failure into
+:class:`~lexigram_cache_django.exceptions.CacheServerError`; a ``MemcacheClientError`` (a
+command memcached refused as malformed, such as ``incr`` of a non-number) raises as it is.
 
 pymemcache runs without a serde: values arrive already encoded by the alias's codec, so
 plain ints are ASCII digits that memcached's ``incr``/``decr`` change atomically. One
-server uses pymemcache's ``Client``; several use its ``HashClient`` (rendezvous hashing;
-a failing node is retried, then skipped until ``dead_timeout``). Clients are kept per
-thread and shared by every backend object with the same servers and options.
+server uses a pymemcache ``Client``; several use its ``HashClient`` (rendezvous hashing).
+Clients are kept per thread and shared by every backend object with the same servers and
+options.
 
-Async: with one server and emcache installed, the ``a*`` commands use emcache on the
-running loop. Several servers (emcache would route keys differently), batch writes
-(pymemcache pipelines them; emcache needs a round trip per key) and installs without
-emcache run the sync command on a small pool of worker threads.
+Async: with one server, the ``a*`` commands use our asyncio client (:mod:`.aio`: FIFO
+pools per event loop, one time budget per call, fast failure on a dead server) behind the
+same breaker. Several servers (the asyncio client does not hash keys) and batch writes
+(pymemcache pipelines them) run the sync command on a small pool of worker threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -31,22 +32,23 @@ from typing import Any, TypeVar
 from django.core.cache.backends.base import MEMCACHE_MAX_KEY_LENGTH
 from pymemcache.client.base import Client, normalize_server_spec
 from pymemcache.client.hash import HashClient
-from pymemcache.exceptions import MemcacheClientError, MemcacheError, MemcacheServerError
+from pymemcache.exceptions import (
+    MemcacheClientError,
+    MemcacheError,
+    MemcacheServerError,
+    MemcacheUnexpectedCloseError,
+    MemcacheUnknownError,
+)
 
+from ...circuit import CircuitBreaker
 from ...exceptions import CacheIncrError, CacheServerError
+from ...failfast import breaker_for, failed_in_operation, note_failure
 from ...tags import new_version, record_version
+from .aio import AsyncMemcachedClient
+from .wire import MemcachedClientReplyError, MemcachedServerFailure
 
 _T = TypeVar("_T")
 
-
-def _load_emcache() -> Any:
-    try:
-        return importlib.import_module("emcache")
-    except ImportError:  # optional: without it the a* commands use worker threads
-        return None
-
-
-emcache: Any = _load_emcache()
 
 #: pymemcache arguments that only HashClient takes (dropped for a single server).
 HASH_CLIENT_ONLY = frozenset(
@@ -74,18 +76,57 @@ class MemcachedIncrError(CacheIncrError, MemcacheClientError):
     """
 
 
+class NodeShortCircuited(MemcacheError, ConnectionError):
+    """A command not sent: the node's breaker is open or it failed in this operation.
+
+    An ``OSError`` too, so pymemcache's HashClient treats the node as failing (skips it,
+    then removes it from the ring after its retries) exactly as it would a refused one.
+    """
+
+
 #: Errors of a failing server or connection: fail-open territory.
 SERVER_ERRORS: tuple[type[Exception], ...] = (MemcacheError, OSError)
-if emcache is not None:
-    SERVER_ERRORS += (emcache.CommandError, emcache.ClusterNoAvailableNodes)
+#: Of those, what says the node is down or stalled (counted by its breaker).
+NODE_FAILURES: tuple[type[Exception], ...] = (
+    OSError,
+    MemcacheUnexpectedCloseError,
+    MemcacheUnknownError,
+    MemcachedServerFailure,
+)
 #: Of those, the ones where the server did answer (so it is worth asking again).
 _ANSWERED = (MemcacheServerError, MemcachedUnavailableError)
 
 
+def node_name(spec: Any) -> str:
+    """``host:port`` (or the socket path) of a memcached node, as breakers name it."""
+    spec = normalize_server_spec(spec) if isinstance(spec, str) else spec
+    return spec if isinstance(spec, str) else f"{spec[0]}:{spec[1]}"
+
+
 def unavailable(server: str, exc: Exception) -> CacheServerError:
     return CacheServerError(
-        f"{type(exc).__name__}: {exc}", server=server, answered=isinstance(exc, _ANSWERED)
+        f"{type(exc).__name__}: {exc}",
+        server=server,
+        answered=isinstance(exc, _ANSWERED),
+        short_circuited=isinstance(exc, NodeShortCircuited),
     )
+
+
+def guard(breaker: CircuitBreaker) -> None:
+    """Raise NodeShortCircuited unless the node may be asked now."""
+    if failed_in_operation(breaker.server) or not breaker.allow():
+        raise NodeShortCircuited(f"not sent: {breaker.server} is failing")
+
+
+def report(breaker: CircuitBreaker, exc: BaseException) -> None:
+    """Tell the node's breaker how a call that raised ``exc`` went."""
+    if isinstance(exc, NODE_FAILURES):
+        breaker.failure(exc)
+        note_failure(breaker.server)
+    elif isinstance(exc, MemcacheError):
+        breaker.success()  # the server answered (an error reply)
+    else:
+        breaker.abandon()  # no outcome: interrupted
 
 
 def incr_error(key: str, exc: Exception) -> MemcachedIncrError:
@@ -94,8 +135,12 @@ def incr_error(key: str, exc: Exception) -> MemcachedIncrError:
     )
 
 
-class FastKeyClient(Client):
-    """pymemcache's Client with a cheaper check of keys that cannot be unsafe.
+class GuardedClient(Client):
+    """pymemcache's Client behind its node's circuit breaker, with a cheaper key check.
+
+    Every command pymemcache sends goes through ``_fetch_cmd``, ``_store_cmd`` or
+    ``_misc_cmd``; each asks the breaker first and reports the outcome (see the module
+    docstring). The breaker is the process's one for this node (:func:`breaker_for`).
 
     pymemcache checks every key of every command in Python (encode, split on whitespace,
     length and NUL tests): about 0.5 us a key, a sixth of a 100-key ``get_many``. A
@@ -103,6 +148,30 @@ class FastKeyClient(Client):
     NUL or control character, so encoding it and checking its length is the whole check.
     Any other key gets pymemcache's own.
     """
+
+    def __init__(self, server: Any, **kwargs: Any) -> None:
+        super().__init__(server, **kwargs)
+        self.breaker = breaker_for(node_name(server))
+
+    def guarded(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        breaker = self.breaker
+        guard(breaker)
+        try:
+            result = command(*args, **kwargs)
+        except BaseException as exc:
+            report(breaker, exc)
+            raise
+        breaker.success()
+        return result
+
+    def _fetch_cmd(self, *args: Any, **kwargs: Any) -> Any:
+        return self.guarded(super()._fetch_cmd, *args, **kwargs)
+
+    def _store_cmd(self, *args: Any, **kwargs: Any) -> Any:
+        return self.guarded(super()._store_cmd, *args, **kwargs)
+
+    def _misc_cmd(self, *args: Any, **kwargs: Any) -> Any:
+        return self.guarded(super()._misc_cmd, *args, **kwargs)
 
     def check_key(self, key: Any, key_prefix: bytes) -> bytes:
         if (
@@ -125,7 +194,7 @@ class BatchHashClient(HashClient):
     pymemcache's HashClient.delete_many makes one round trip per key.
     """
 
-    client_class = FastKeyClient
+    client_class = GuardedClient
 
     def delete_many(self, keys: Iterable[str], *args: Any, **kwargs: Any) -> bool:
         batches: dict[Any, list[str]] = defaultdict(list)
@@ -147,7 +216,7 @@ ABSENT: Any = object()
 _local = threading.local()
 #: Worker threads for what has no native async path; each keeps its own clients.
 _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lexigram-memcached")
-_emcache_clients: dict[tuple[asyncio.AbstractEventLoop, Hashable], Any] = {}
+_async_clients: dict[Hashable, AsyncMemcachedClient] = {}
 
 
 def _offload(fn: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
@@ -155,31 +224,36 @@ def _offload(fn: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
     return asyncio.get_running_loop().run_in_executor(_executor, fn, *args)
 
 
-async def aclose_emcache_clients() -> None:
-    """Close the emcache clients of the running loop (at ASGI shutdown, or a test's end).
+async def aclose_async_clients() -> None:
+    """Close the running loop's asyncio connections (at ASGI shutdown, or a test's end).
 
     Backend objects share them, so ``aclose()`` leaves them open; without this they are
     simply dropped with their loop.
     """
-    loop = asyncio.get_running_loop()
-    for key in [k for k in _emcache_clients if k[0] is loop]:
-        await _emcache_clients.pop(key).close()
+    for client in list(_async_clients.values()):
+        await client.aclose()
 
 
 class MemcachedClient:
     """The commands RemoteCache needs, on one memcached server or a hashed set of them."""
 
     def __init__(
-        self, servers: list[str], kwargs: dict[str, Any], pool_size: int, native: bool
+        self,
+        servers: list[str],
+        kwargs: dict[str, Any],
+        pool_size: int,
+        native: bool,
+        circuit: dict[str, Any] | None = None,
     ) -> None:
         self.servers = servers
         self.name = ",".join(servers)
         self.kwargs = kwargs
         self.pool_size = pool_size
-        self.native = native  # emcache on the running loop, else worker threads
+        self.native = native  # our asyncio client on the running loop, else worker threads
         self.client_id: Hashable = (tuple(servers), repr(sorted(kwargs.items())), pool_size)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._emcache_client: Any = None
+        #: The nodes' breakers, made here with this alias's settings (first one wins).
+        self.breakers = [breaker_for(node_name(s), **(circuit or {})) for s in servers]
+        self._aio: AsyncMemcachedClient | None = None
 
     # -- pymemcache clients ---------------------------------------------------------
 
@@ -200,7 +274,7 @@ class MemcachedClient:
             return BatchHashClient(self.servers, **kwargs)
         for name in HASH_CLIENT_ONLY:
             kwargs.pop(name, None)
-        return FastKeyClient(normalize_server_spec(self.servers[0]), **kwargs)
+        return GuardedClient(normalize_server_spec(self.servers[0]), **kwargs)
 
     def nodes(self) -> list[tuple[str, Any]]:
         """``(server, pymemcache Client)`` for each node, for per-server stats."""
@@ -209,12 +283,12 @@ class MemcachedClient:
             return [(str(name), node) for name, node in client.clients.items()]
         return [(self.servers[0], client)]
 
-    # -- the choke point ------------------------------------------------------------
+    # -- the choke points -------------------------------------------------------------
 
     def call(self, command: str, *args: Any) -> Any:
-        """One command through this thread's client: the only place a sync command goes
-        out. A malformed-command error raises as it is; a failing server becomes
-        CacheServerError."""
+        """One command through this thread's client (guarded per node, see the module
+        docstring): a malformed-command error raises as it is; a failing or
+        short-circuited server becomes CacheServerError."""
         try:
             return getattr(self.pymemcache(), command)(*args)
         except MemcacheClientError:
@@ -222,52 +296,47 @@ class MemcachedClient:
         except SERVER_ERRORS as exc:
             raise unavailable(self.name, exc) from exc
 
-    async def _emc(self) -> Any:
-        """The emcache client for the running loop (clients are bound to their loop)."""
-        client = self._emcache_client
-        loop = asyncio.get_running_loop()
-        if self._loop is loop and not client.closed:
-            return client
-        key = (loop, self.client_id)
-        client = _emcache_clients.get(key)
+    def _async_client(self) -> AsyncMemcachedClient:
+        """The process's asyncio client for our (single) server, shared by every alias."""
+        client = self._aio
         if client is None:
-            for stale in [k for k in _emcache_clients if k[0].is_closed()]:
-                del _emcache_clients[stale]
-            try:
-                new = await emcache.create_client(
-                    [self._emcache_address()],
-                    timeout=self.kwargs["timeout"],
-                    connection_timeout=self.kwargs["connect_timeout"],
-                    max_connections=self.pool_size,
+            client = _async_clients.get(self.client_id)
+            if client is None:
+                spec = normalize_server_spec(self.servers[0])
+                if isinstance(spec, str):
+                    raise CacheServerError("the asyncio client needs a host:port server")
+                client = _async_clients.setdefault(
+                    self.client_id,
+                    AsyncMemcachedClient(
+                        spec[0],
+                        int(spec[1]),
+                        timeout=self.kwargs["timeout"],
+                        connect_timeout=self.kwargs["connect_timeout"],
+                        max_connections=self.pool_size,
+                    ),
                 )
-            except SERVER_ERRORS as exc:
-                raise unavailable(self.name, exc) from exc
-            client = _emcache_clients.setdefault(key, new)
-            if client is not new:
-                await new.close()
-        self._loop, self._emcache_client = loop, client
+            self._aio = client
         return client
 
-    def _emcache_address(self) -> Any:
-        spec = normalize_server_spec(self.servers[0])
-        if isinstance(spec, str):
-            return emcache.MemcachedUnixSocketPath(spec)
-        return emcache.MemcachedHostAddress(spec[0], int(spec[1]))
-
-    async def acall(self, command: str, *args: Any, absent: Any = (), **kwargs: Any) -> Any:
-        """One emcache command: the only place a native async command goes out.
-
-        ``absent``: emcache exception classes that are an answer, not a failure (a
-        ``NOT_FOUND`` or ``NOT_STORED``), turned into :data:`ABSENT` (emcache's storage
-        commands return None on success).
-        """
-        client = await self._emc()
+    async def acall(self, command: str, *args: Any) -> Any:
+        """One asyncio command: the only place a native async command goes out, behind
+        the same breaker as the sync commands to that server."""
+        breaker = self.breakers[0]
         try:
-            return await getattr(client, command)(*args, **kwargs)
-        except absent:
-            return ABSENT
-        except SERVER_ERRORS as exc:
+            guard(breaker)
+            result = await getattr(self._async_client(), command)(*args)
+        except MemcachedClientReplyError:
+            breaker.success()
+            raise
+        except NodeShortCircuited as exc:
             raise unavailable(self.name, exc) from exc
+        except BaseException as exc:
+            report(breaker, exc)
+            if isinstance(exc, SERVER_ERRORS):
+                raise unavailable(self.name, exc) from exc
+            raise
+        breaker.success()
+        return result
 
     # -- the commands of remote.ServerClient ------------------------------------------
 
@@ -278,8 +347,8 @@ class MemcachedClient:
     async def aget(self, key: str, primary: bool = False) -> bytes | None:
         if not self.native:
             return await _offload(self.get, key)
-        item = await self.acall("get", key.encode())
-        return None if item is None else item.value
+        data: bytes | None = await self.acall("get", key.encode())
+        return data
 
     def get_many(self, keys: Sequence[str], primary: bool = False) -> list[bytes | None]:
         found: dict[str, bytes] = self.call("get_many", keys)
@@ -288,9 +357,8 @@ class MemcachedClient:
     async def aget_many(self, keys: Sequence[str], primary: bool = False) -> list[bytes | None]:
         if not self.native:
             return await _offload(self.get_many, keys)
-        items = await self.acall("get_many", [key.encode() for key in keys])
-        by_key = {k.decode(): item.value for k, item in items.items()}
-        return list(map(by_key.get, keys))
+        found = await self.acall("get_many", [key.encode() for key in keys])
+        return [found.get(key.encode()) for key in keys]
 
     def set(self, key: str, data: bytes, exp: int, xx: bool = False) -> bool:
         if xx:
@@ -300,9 +368,12 @@ class MemcachedClient:
         return True
 
     async def aset(self, key: str, data: bytes, exp: int, xx: bool = False) -> bool:
-        if not self.native or xx:
+        if not self.native:
             return await _offload(self.set, key, data, exp, xx)
-        await self.acall("set", key.encode(), data, exptime=exp)
+        if xx:
+            return bool(await self.acall("replace", key.encode(), data, exp))
+        if not await self.acall("set", key.encode(), data, exp):
+            raise unavailable(self.name, MemcachedUnavailableError("the value was not stored"))
         return True
 
     def set_many(self, items: Sequence[tuple[str, bytes]], exp: int) -> list[str]:
@@ -310,8 +381,10 @@ class MemcachedClient:
         return list(self.call("set_many", dict(items), exp, False))
 
     async def aset_many(self, items: Sequence[tuple[str, bytes]], exp: int) -> list[str]:
-        # pymemcache pipelines the batch; emcache would make one round trip per key.
-        return await _offload(self.set_many, items, exp)
+        if not self.native:
+            return await _offload(self.set_many, items, exp)
+        failed = await self.acall("set_many", {key.encode(): data for key, data in items}, exp)
+        return [key.decode() for key in failed]
 
     def add(self, key: str, data: bytes, exp: int) -> bool:
         return bool(self.call("add", key, data, exp, False))
@@ -319,8 +392,7 @@ class MemcachedClient:
     async def aadd(self, key: str, data: bytes, exp: int) -> bool:
         if not self.native:
             return await _offload(self.add, key, data, exp)
-        absent = emcache.NotStoredStorageCommandError
-        return await self.acall("add", key.encode(), data, exptime=exp, absent=absent) is not ABSENT
+        return bool(await self.acall("add", key.encode(), data, exp))
 
     def gets(self, key: str) -> tuple[bytes | None, Any]:
         """Value and CAS token (None, None if missing), for compare-and-swap."""
@@ -330,8 +402,8 @@ class MemcachedClient:
     async def agets(self, key: str) -> tuple[bytes | None, Any]:
         if not self.native:
             return await _offload(self.gets, key)
-        item = await self.acall("gets", key.encode())
-        return (None, None) if item is None else (item.value, item.cas)
+        value, cas = await self.acall("gets", key.encode())
+        return value, cas
 
     def cas(self, key: str, data: bytes, token: Any, exp: int) -> bool:
         """Store only if unchanged since ``gets``; False if changed or gone."""
@@ -340,9 +412,7 @@ class MemcachedClient:
     async def acas(self, key: str, data: bytes, token: Any, exp: int) -> bool:
         if not self.native:
             return await _offload(self.cas, key, data, token, exp)
-        absent = emcache.StorageCommandError  # EXISTS (changed) or NOT_FOUND (gone)
-        args = (key.encode(), data, int(token))
-        return await self.acall("cas", *args, exptime=exp, absent=absent) is not ABSENT
+        return bool(await self.acall("cas", key.encode(), data, int(token), exp))
 
     def touch(self, key: str, exp: int) -> bool:
         return bool(self.call("touch", key, exp, False))
@@ -350,8 +420,7 @@ class MemcachedClient:
     async def atouch(self, key: str, exp: int) -> bool:
         if not self.native:
             return await _offload(self.touch, key, exp)
-        absent = emcache.NotFoundCommandError
-        return await self.acall("touch", key.encode(), exp, absent=absent) is not ABSENT
+        return bool(await self.acall("touch", key.encode(), exp))
 
     def delete(self, key: str) -> bool:
         return bool(self.call("delete", key, False))
@@ -359,14 +428,16 @@ class MemcachedClient:
     async def adelete(self, key: str) -> bool:
         if not self.native:
             return await _offload(self.delete, key)
-        absent = emcache.NotFoundCommandError
-        return await self.acall("delete", key.encode(), absent=absent) is not ABSENT
+        return bool(await self.acall("delete", key.encode()))
 
     def delete_many(self, keys: Sequence[str]) -> None:
         self.call("delete_many", keys, False)
 
     async def adelete_many(self, keys: Sequence[str]) -> None:
-        await _offload(self.delete_many, keys)
+        if not self.native:
+            return await _offload(self.delete_many, keys)
+        await self.acall("delete_many", [key.encode() for key in keys])
+        return None
 
     def incr(self, key: str, delta: int) -> int | None:
         """Atomic incr (decr for a negative delta); None if the key is missing."""
@@ -384,14 +455,12 @@ class MemcachedClient:
     async def aincr(self, key: str, delta: int) -> int | None:
         if not self.native:
             return await _offload(self.incr, key, delta)
-        command = "decrement" if delta < 0 else "increment"
+        command = "decr" if delta < 0 else "incr"
         try:
-            value = await self.acall(
-                command, key.encode(), abs(delta), absent=emcache.NotFoundCommandError
-            )
-        except ValueError as exc:  # emcache parses the CLIENT_ERROR line as a number
+            value = await self.acall(command, key.encode(), abs(delta))
+        except MemcachedClientReplyError as exc:
             raise incr_error(key, exc) from exc
-        return None if value is ABSENT else int(value)
+        return None if value is None else int(value)
 
     def flush(self) -> None:
         self.call("flush_all", 0, False)

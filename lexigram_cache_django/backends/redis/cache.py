@@ -17,6 +17,7 @@ pools of the running loop, with no thread hop.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -38,6 +39,14 @@ DEFAULT_SOCKET_TIMEOUT: float = conf.value({}, "SOCKET_TIMEOUT", "redis")
 DEFAULT_MAX_CONNECTIONS: int = conf.value({}, "MAX_CONNECTIONS", "redis")
 
 _SCHEMES = ("redis", "rediss", "unix")
+#: No CLIENT SETINFO on connect: a round trip less per new connection, and a frozen server
+#: cannot hold a new connection for two extra reply timeouts (redis-py 8 names it
+#: driver_info; before, lib_name and lib_version).
+_NO_SETINFO: dict[str, Any] = (
+    {"driver_info": None}
+    if "driver_info" in inspect.signature(redis.connection.AbstractConnection.__init__).parameters
+    else {"lib_name": None, "lib_version": None}
+)
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
@@ -87,6 +96,7 @@ def pool_options(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         "socket_connect_timeout": conf.value(opts, "CONNECT_TIMEOUT", "redis"),
         "socket_timeout": socket_timeout,
         "max_connections": conf.value(opts, "MAX_CONNECTIONS", "redis"),
+        **_NO_SETINFO,
     }
     kwargs.update((k, v) for k, v in opts.items() if k.islower())
     # The sync pool blocks up to POOL_TIMEOUT for a free connection (threads); async
@@ -102,7 +112,9 @@ class RedisCache(RemoteCache):
 
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
-        self._client: RedisClient = RedisClient(split_servers(server), *pool_options(self._options))
+        self._client: RedisClient = RedisClient(
+            split_servers(server), *pool_options(self._options), self.circuit_options()
+        )
         self._clients: dict[int, redis.Redis] = {}
         self._default_px = milliseconds(self.ttl_seconds(DEFAULT_TIMEOUT))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -32,8 +32,10 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from ...circuit import CircuitBreaker
 from ...conf import mask_location
 from ...exceptions import CacheIncrError, CacheServerError
+from ...failfast import breaker_for, failed_in_operation, note_failure
 from ...tags import new_version, record_version
 from . import scripts
 from .pools import AsyncPool, SyncPool
@@ -62,12 +64,29 @@ class RedisIncrError(CacheIncrError, ResponseError):
     """
 
 
-def unavailable(server: str, exc: Exception) -> CacheServerError:
-    """The one error a failing server becomes (``answered``: it sent an error reply)."""
+def unavailable(breaker: CircuitBreaker, exc: Exception) -> CacheServerError:
+    """The one error a failing server becomes, reported to its breaker.
+
+    An error reply (loading, read-only, out of memory: ``answered``) means the server is
+    up, so it does not count towards opening the breaker; a refused, reset or timed-out
+    connection does, and the server is not asked again within the same operation.
+    """
+    answered = isinstance(exc, ResponseError)
+    if answered:
+        breaker.success()
+    else:
+        breaker.failure(exc)
+        note_failure(breaker.server)
+    message = f"{type(exc).__name__}: {exc}"
+    return CacheServerError(message, server=breaker.server, answered=answered)
+
+
+def short_circuited(breaker: CircuitBreaker) -> CacheServerError:
+    """A command not sent: the breaker is open, or the server failed in this operation."""
     return CacheServerError(
-        f"{type(exc).__name__}: {exc}",
-        server=server,
-        answered=isinstance(exc, ResponseError),
+        f"not sent: {breaker.server} is failing (circuit {breaker.state.value})",
+        server=breaker.server,
+        short_circuited=True,
     )
 
 
@@ -135,7 +154,11 @@ class RedisClient:
     """One primary and its read replicas, with the commands RemoteCache needs."""
 
     def __init__(
-        self, servers: list[str], sync_kwargs: dict[str, Any], async_kwargs: dict[str, Any]
+        self,
+        servers: list[str],
+        sync_kwargs: dict[str, Any],
+        async_kwargs: dict[str, Any],
+        circuit: Mapping[str, Any] | None = None,
     ) -> None:
         self.servers = servers
         self.names = [mask_location(url) for url in servers]
@@ -145,7 +168,10 @@ class RedisClient:
         pools = [self._sync_pool(i) for i in range(len(servers))]
         self.primary = pools[0]
         self.replicas = pools[1:]
-        self._names = {id(pool): name for pool, name in zip(pools, self.names)}
+        #: One breaker per server, shared by the process; each pool carries its server's.
+        self.breakers = [breaker_for(name, **(circuit or {})) for name in self.names]
+        for pool, breaker in zip(pools, self.breakers):
+            pool.breaker = breaker
 
     def _sync_pool(self, index: int) -> SyncPool:
         pool_id = f"{self.servers[index]}|{self.pools_id}"
@@ -172,8 +198,8 @@ class RedisClient:
             mine = pools[self.pools_id] = [
                 AsyncPool(url, timeout=timeout, **self._async_kwargs) for url in self.servers
             ]
-            for ap, name in zip(mine, self.names):
-                self._names[id(ap)] = name
+            for ap, breaker in zip(mine, self.breakers):
+                ap.breaker = breaker
         return mine
 
     def aprimary(self) -> AsyncPool:
@@ -192,30 +218,67 @@ class RedisClient:
     # -- the choke point ---------------------------------------------------------------
 
     def send(self, pool: SyncPool, *args: Any) -> Any:
-        """One command to one server: the only place a sync command goes out."""
+        """One command to one server: the only place a sync command goes out.
+
+        The server's breaker is asked first (an open one short-circuits the call in
+        microseconds) and told the outcome after; a failing server becomes
+        CacheServerError; a bad command raises as redis-py raised it.
+        """
+        breaker = pool.breaker
+        if failed_in_operation(breaker.server) or not breaker.allow():
+            raise short_circuited(breaker)
         try:
-            return pool.execute(*args)
+            result = pool.execute(*args)
         except SERVER_ERRORS as exc:
-            raise unavailable(self._names.get(id(pool), "?"), exc) from exc
+            raise unavailable(breaker, exc) from exc
+        except BaseException:
+            breaker.abandon()  # no outcome (a bad command, an interrupt)
+            raise
+        breaker.success()
+        return result
 
     def send_pipeline(self, pool: SyncPool, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Several commands in one write; an error reply is returned in its place."""
+        breaker = pool.breaker
+        if failed_in_operation(breaker.server) or not breaker.allow():
+            raise short_circuited(breaker)
         try:
-            return pool.pipeline(commands)
+            result = pool.pipeline(commands)
         except SERVER_ERRORS as exc:
-            raise unavailable(self._names.get(id(pool), "?"), exc) from exc
+            raise unavailable(breaker, exc) from exc
+        except BaseException:
+            breaker.abandon()
+            raise
+        breaker.success()
+        return result
 
     async def asend(self, ap: AsyncPool, *args: Any) -> Any:
+        breaker = ap.breaker
+        if failed_in_operation(breaker.server) or not breaker.allow():
+            raise short_circuited(breaker)
         try:
-            return await ap.execute(*args)
+            result = await ap.execute(*args)
         except SERVER_ERRORS as exc:
-            raise unavailable(self._names.get(id(ap), "?"), exc) from exc
+            raise unavailable(breaker, exc) from exc
+        except BaseException:
+            breaker.abandon()  # cancelled: no outcome
+            raise
+        breaker.success()
+        return result
 
     async def asend_pipeline(self, ap: AsyncPool, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        breaker = ap.breaker
+        if failed_in_operation(breaker.server) or not breaker.allow():
+            raise short_circuited(breaker)
         try:
-            return await ap.pipeline(commands)
+            result = await ap.pipeline(commands)
         except SERVER_ERRORS as exc:
-            raise unavailable(self._names.get(id(ap), "?"), exc) from exc
+            raise unavailable(breaker, exc) from exc
+        except BaseException:
+            breaker.abandon()
+            raise
+        breaker.success()
+        return result
 
     def eval(self, script: Script, keys: Sequence[str], *args: Any) -> Any:
         """A Lua script on the primary: EVALSHA, or EVAL the first time a server sees it."""

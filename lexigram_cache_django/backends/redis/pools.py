@@ -58,6 +58,8 @@ import redis
 import redis.asyncio
 from redis.exceptions import ResponseError
 
+from ...circuit import CircuitBreaker
+
 NO_CONNECTION = "No connection available."
 #: Seconds a connection may sit idle before it is polled on checkout (see the docstring).
 IDLE_CHECK_AFTER = 1.0
@@ -85,6 +87,9 @@ def _closed_or_dirty(conn: Any) -> bool:
 
 class SyncPool:
     """Connections to one server for threads; see the module docstring."""
+
+    #: The server's circuit breaker, set by the client that made the pool (see client.py).
+    breaker: CircuitBreaker
 
     def __init__(self, url: str, **options: Any) -> None:
         #: redis-py's pool for ``get_client()``, and where our connection settings come from.
@@ -194,6 +199,8 @@ class SyncPool:
 class AsyncPool:
     """Connections to one server for one event loop; see the module docstring."""
 
+    breaker: CircuitBreaker
+
     def __init__(self, url: str, *, timeout: float | None = None, **options: Any) -> None:
         self.redis_pool = redis.asyncio.ConnectionPool.from_url(url, **options)
         self.connection_class: type[Any] = self.redis_pool.connection_class
@@ -283,7 +290,12 @@ class AsyncPool:
         try:
             was_open = conn.is_connected
             try:
-                result = await talk(conn, work, timeout)
+                if was_open or budget is None:
+                    result = await talk(conn, work, timeout)
+                else:  # connecting: the handshake (AUTH, SELECT) shares the budget too
+                    result = await _within(
+                        budget - (_monotonic() - started), talk(conn, work, timeout)
+                    )
             except redis.ConnectionError as exc:
                 if not was_open or isinstance(exc, _LostMidReply):
                     raise
@@ -331,9 +343,35 @@ def _many(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     return replies
 
 
+async def _within(seconds: float, work: Any) -> Any:
+    """``await work``, as redis-py's own TimeoutError once ``seconds`` have passed."""
+    try:
+        async with asyncio.timeout(max(seconds, 0.001)):
+            return await work
+    except TimeoutError as exc:
+        raise redis.TimeoutError("Timeout connecting within the socket timeout") from exc
+
+
+async def _read(conn: Any, timeout: float | None) -> Any:
+    """One reply, within ``timeout`` (None: the connection's socket_timeout).
+
+    Not ``read_response(timeout=...)``: redis-py returns None from that on expiry and
+    keeps the connection, reply unread (its pub/sub polling semantics). Through the
+    connection's own socket_timeout, an expiry raises TimeoutError and disconnects.
+    """
+    if timeout is None:
+        return await conn.read_response()
+    saved = conn.socket_timeout
+    conn.socket_timeout = timeout
+    try:
+        return await conn.read_response()
+    finally:
+        conn.socket_timeout = saved
+
+
 async def _aone(conn: Any, args: tuple[Any, ...], timeout: float | None) -> Any:
     await conn.send_command(*args)
-    return await conn.read_response(timeout=timeout)
+    return await _read(conn, timeout)
 
 
 async def _amany(
@@ -343,7 +381,7 @@ async def _amany(
     replies: list[Any] = []
     for _ in commands:
         try:
-            replies.append(await conn.read_response(timeout=timeout))
+            replies.append(await _read(conn, timeout))
         except ResponseError as exc:
             replies.append(exc)
         except redis.ConnectionError as exc:

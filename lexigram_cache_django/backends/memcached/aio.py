@@ -28,7 +28,7 @@ backend needs:
 * Keys and values are ``bytes``; keys are validated by the caller. Values are stored with
   flags 0 (the backend's codec already encoded them) and flags are ignored on reads.
 
-Exceptions (defined in ``memcached_async_wire`` with the protocol and the reply parsers,
+Exceptions (defined in ``memcached.wire`` with the protocol and the reply parsers,
 re-exported here; all :class:`AsyncMemcacheError`, a pymemcache ``MemcacheError``):
 
 * :class:`MemcachedServerFailure` and its subclasses -- :class:`MemcachedConnectError`
@@ -49,7 +49,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from lexigram_cache_django.backends.memcached_async_wire import (
+from .wire import (
     AsyncMemcacheError,
     Connection,
     MemcachedBadReply,
