@@ -39,7 +39,8 @@ class PairSet:
 
 
 def read_sts(paths: Iterable[Path], name: str) -> PairSet:
-    positives, negatives = [], []
+    positives: list[tuple[str, str]] = []
+    negatives: list[tuple[str, str]] = []
     for path in paths:
         with path.open(encoding="utf-8") as f:
             for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
@@ -56,7 +57,8 @@ def read_sts(paths: Iterable[Path], name: str) -> PairSet:
 
 
 def read_msrp(path: Path) -> PairSet:
-    positives, negatives = [], []
+    positives: list[tuple[str, str]] = []
+    negatives: list[tuple[str, str]] = []
     with path.open(encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         next(reader)

@@ -65,7 +65,12 @@ def test_paraphrase_hits_in_the_vector_tier(semantic: SemanticCache) -> None:
     semantic.store(QUESTION, "A web framework.", scope="t", model="gpt-x", cost=0.002)
     hit = semantic.lookup(PARAPHRASE, scope="t")
     assert isinstance(hit, SemanticHit)
-    assert (hit.response, hit.exact, hit.model, hit.cost) == ("A web framework.", False, "gpt-x", 0.002)
+    assert (hit.response, hit.exact, hit.model, hit.cost) == (
+        "A web framework.",
+        False,
+        "gpt-x",
+        0.002,
+    )
     assert semantic.threshold <= hit.similarity < 1.0
     assert hit.prompt == QUESTION
 

@@ -76,7 +76,7 @@ class SemanticCache:
         threshold: float | None = None,
         namespace: str | None = None,
         *,
-        timeout: float | None | object = DEFAULT_TIMEOUT,
+        timeout: float | object | None = DEFAULT_TIMEOUT,
         max_entries: int | None = None,
         decision: CostAwareCacheDecision | None = None,
         sync_interval: float | None = None,
@@ -93,12 +93,16 @@ class SemanticCache:
         if not 0.0 < self.threshold <= 1.0:
             raise CacheConfigurationError(f"threshold must be in (0, 1], not {self.threshold}")
         self.embedder: Embedder = resolve_embedder(embedder or conf["EMBEDDER"])
-        self.timeout = conf["TIMEOUT"] if timeout is DEFAULT_TIMEOUT and conf["TIMEOUT"] else timeout
-        self.max_entries: int = int(max_entries or conf["MAX_ENTRIES"])
-        self.decision = (decision or CostAwareCacheDecision(conf["ACCURACY_WEIGHT"])).with_threshold(
-            self.threshold
+        self.timeout = (
+            conf["TIMEOUT"] if timeout is DEFAULT_TIMEOUT and conf["TIMEOUT"] else timeout
         )
-        self.sync_interval = float(conf["SYNC_INTERVAL"] if sync_interval is None else sync_interval)
+        self.max_entries: int = int(max_entries or conf["MAX_ENTRIES"])
+        self.decision = (
+            decision or CostAwareCacheDecision(conf["ACCURACY_WEIGHT"])
+        ).with_threshold(self.threshold)
+        self.sync_interval = float(
+            conf["SYNC_INTERVAL"] if sync_interval is None else sync_interval
+        )
         self.top_k: int = int(top_k or conf["TOP_K"])
         self._stats_lock = threading.Lock()
         self._exact_hits = self._semantic_hits = self._misses = 0
@@ -291,8 +295,8 @@ class SemanticCache:
         }
         tags = [self._tag_all, self._scope_tag(scope)]
         cache.set(index.entry_key(digest), entry, timeout, tags=tags)
-        record = {"op": "add", "scope": scope, "key": digest, "vec": encode_vector(vector)}
-        record["exp"] = expires
+        record: dict[str, Any] = {"op": "add", "scope": scope, "key": digest, "exp": expires}
+        record["vec"] = encode_vector(vector)
         cache.set(index.log_key(id_), record, timeout)
         index.add(id_, scope, digest, vector, expires)
         self._evict(index, cache)
