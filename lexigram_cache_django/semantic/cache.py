@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 VECTOR_MEMO = 256
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SemanticHit:
     """A cached answer and how it was found."""
 
@@ -167,12 +167,14 @@ class SemanticCache:
                 self._misses += 1
 
     # -- lookup ------------------------------------------------------------------------------
-    def _exact(self, scope: str, normalized: str, entry: Any) -> SemanticHit | None:
+    def _exact(
+        self, index: NamespaceIndex, digest: str, scope: str, normalized: str, entry: Any
+    ) -> SemanticHit | None:
         if not isinstance(entry, dict) or entry.get("scope") != scope:
             return None
         if entry.get("norm") != normalized:
             return None
-        self.index.touch_key(entry_digest(scope, normalized))
+        index.touch_key(digest)
         self._count("exact")
         return self._hit(entry, 1.0, exact=True)
 
@@ -234,8 +236,10 @@ class SemanticCache:
         With both costs given, the cost-aware rule replaces the plain threshold.
         """
         normalized = normalize_prompt(prompt)
-        key = self.index.entry_key(entry_digest(scope, normalized))
-        hit = self._exact(scope, normalized, self.cache.get(key))
+        digest = entry_digest(scope, normalized)
+        index = self.index
+        entry = self.cache.get(index.entry_key(digest))
+        hit = self._exact(index, digest, scope, normalized, entry)
         if hit is None:
             costs = _costs(api_cost_per_1k_tokens, expected_tokens)
             hit = self._vector(prompt, scope, threshold, costs)
@@ -254,8 +258,10 @@ class SemanticCache:
     ) -> SemanticHit | None:
         """``lookup`` for async code: the exact tier on the loop, embedding in a thread."""
         normalized = normalize_prompt(prompt)
-        key = self.index.entry_key(entry_digest(scope, normalized))
-        hit = self._exact(scope, normalized, await self.cache.aget(key))
+        digest = entry_digest(scope, normalized)
+        index = self.index
+        entry = await self.cache.aget(index.entry_key(digest))
+        hit = self._exact(index, digest, scope, normalized, entry)
         if hit is None:
             costs = _costs(api_cost_per_1k_tokens, expected_tokens)
             hit = await asyncio.to_thread(self._vector, prompt, scope, threshold, costs)
