@@ -169,18 +169,24 @@ def run(ctx: Context) -> list[Result]:
 
     # -- vector tier ------------------------------------------------------------------------
     ops: dict[str, tuple[Callable[[], Any], float]] = {}
-    for alias, n, goal in (
-        ("sem-memory", 10_000, 2.0),
-        ("sem-memory", 100_000, 10.0),
-        ("sem-redis", 10_000, 2.0),
+    for alias, n, goal, kind in (
+        ("sem-memory", 10_000, 2.0, "flat"),
+        ("sem-memory", 100_000, 10.0, "flat"),
+        ("sem-memory", 100_000, 10.0, "fp16"),
+        ("sem-redis", 10_000, 2.0, "flat"),
     ):
         semantic = SemanticCache(
-            alias, FixedDim(), namespace=f"v{n}", max_entries=10**6, threshold=0.9
+            alias,
+            FixedDim(),
+            namespace=f"v{n}{kind}",
+            max_entries=10**6,
+            threshold=0.9,
+            index_kind=kind,
         )
         t0 = time.perf_counter()
         vectors = fill(semantic, n, np)
         ctx.log(f"filled {n} entries on {alias} in {time.perf_counter() - t0:.1f}s")
-        where = f"{n // 1000}k, {alias.split('-')[1]}"
+        where = f"{n // 1000}k, {alias.split('-')[1]}" + (", fp16" if kind == "fp16" else "")
         ops[f"{where}, hit"] = (queries(semantic, vectors, np, hit=True), goal)
         ops[f"{where}, miss"] = (queries(semantic, vectors, np, hit=False), goal)
     results += latency_rows(ctx, ops)

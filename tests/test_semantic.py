@@ -272,3 +272,20 @@ def test_another_process_sees_entries_within_a_second(
     assert ask(op="lookup", prompt=QUESTION, scope="t")["hit"] is None
     assert ask(op="lookup", prompt=PARAPHRASE, scope="t")["hit"] is None
     assert ask(op="lookup", prompt=QUESTION, scope="other")["hit"] is None
+
+
+def test_fp16_index_finds_the_same_hits(
+    alias_config: dict[str, Any], minilm: SentenceTransformerEmbedder
+) -> None:
+    namespace = f"n{uuid.uuid4().hex[:8]}"
+    flat = SemanticCache(alias=ALIAS, namespace=namespace, sync_interval=0)
+    half = SemanticCache(alias=ALIAS, namespace=namespace, sync_interval=0, index_kind="fp16")
+    flat.store(QUESTION, "A web framework.", scope="t")
+    flat.store("What is the capital of France?", "Paris.", scope="t")
+    a, b = flat.lookup(PARAPHRASE, scope="t"), half.lookup(PARAPHRASE, scope="t")
+    assert a is not None and b is not None and a.response == b.response
+    assert abs(a.similarity - b.similarity) < 1e-3
+    assert half.lookup(UNRELATED, scope="t") is None
+    half.invalidate(QUESTION, scope="t")
+    assert half.lookup(PARAPHRASE, scope="t") is None
+    assert half.stats()["indexed_entries"] == 1

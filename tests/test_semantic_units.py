@@ -80,8 +80,10 @@ def test_checks_report_a_bad_threshold(settings: Settings, threshold: Any, probl
 
 
 def test_checks_report_alias_embedder_and_unknown_keys(settings: Settings) -> None:
-    found = ids(settings, {"ALIAS": "nope", "EMBEDDER": "no.such.Thing", "TRESHOLD": 0.9})
-    assert {"lexigram_cache.semantic.E005", "lexigram_cache.semantic.E003"} <= set(found)
+    bad = {"ALIAS": "nope", "EMBEDDER": "no.such.Thing", "TRESHOLD": 0.9, "INDEX": "hnsw"}
+    found = ids(settings, bad)
+    expected = {"lexigram_cache.semantic.E005", "lexigram_cache.semantic.E003"}
+    assert expected | {"lexigram_cache.semantic.E006"} <= set(found)
     assert "lexigram_cache.semantic.W001" in found
     settings.LEXIGRAM_CACHE = {"SEMANTIC": "0.9"}
     assert [m.id for m in check_semantic()] == ["lexigram_cache.semantic.E000"]
@@ -183,6 +185,8 @@ def test_bad_constructor_arguments() -> None:
         SemanticCache(namespace="has space", embedder=Fixed(4, 4))
     with pytest.raises(CacheConfigurationError, match="threshold"):
         SemanticCache(threshold=1.2, embedder=Fixed(4, 4))
+    with pytest.raises(CacheConfigurationError, match="index kind"):
+        SemanticCache(index_kind="hnsw", embedder=Fixed(4, 4))
 
 
 def _minilm_ok() -> bool:

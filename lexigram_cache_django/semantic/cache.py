@@ -34,7 +34,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from ..exceptions import CacheConfigurationError
 from .decision import CostAwareCacheDecision
 from .embeddings import Embedder, as_matrix, resolve_embedder
-from .index import NamespaceIndex, encode_vector, namespace_index
+from .index import INDEX_KINDS, NamespaceIndex, encode_vector, namespace_index
 from .options import semantic_settings
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ class SemanticCache:
         decision: CostAwareCacheDecision | None = None,
         sync_interval: float | None = None,
         top_k: int | None = None,
+        index_kind: str | None = None,
     ) -> None:
         conf = semantic_settings()
         self.alias: str = alias or conf["ALIAS"]
@@ -104,6 +105,11 @@ class SemanticCache:
             conf["SYNC_INTERVAL"] if sync_interval is None else sync_interval
         )
         self.top_k: int = int(top_k or conf["TOP_K"])
+        self.index_kind: str = index_kind or conf["INDEX"]
+        if self.index_kind not in INDEX_KINDS:
+            raise CacheConfigurationError(
+                f"index kind must be one of {INDEX_KINDS}, not {self.index_kind!r}"
+            )
         self._stats_lock = threading.Lock()
         self._exact_hits = self._semantic_hits = self._misses = 0
         self._similarity_sum = 0.0
@@ -127,7 +133,12 @@ class SemanticCache:
             return memo[1]
         fingerprint = json.dumps(config or {}, sort_keys=True, default=repr)
         index = namespace_index(
-            self.alias, fingerprint, self.namespace, self.embedder.dimension, self.sync_interval
+            self.alias,
+            fingerprint,
+            self.namespace,
+            self.embedder.dimension,
+            self.sync_interval,
+            self.index_kind,
         )
         self._index_memo = (config, index)
         return index

@@ -85,6 +85,14 @@ def check_semantic(**kwargs: Any) -> list[CheckMessage]:
                 id="lexigram_cache.semantic.W002",
             )
         )
+    if conf["INDEX"] not in ("flat", "fp16"):
+        problems.append(
+            Error(
+                f"INDEX {conf['INDEX']!r} is not 'flat' or 'fp16'.",
+                obj=OBJ,
+                id="lexigram_cache.semantic.E006",
+            )
+        )
     if conf["ALIAS"] not in settings.CACHES:
         problems.append(
             Error(

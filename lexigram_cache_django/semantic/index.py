@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 GAP_WAIT = 5.0
 #: Log records read per ``get_many`` while catching up.
 CHUNK = 500
+#: ``flat``: IndexFlatIP, float32 as given. ``fp16``: the same exhaustive search over vectors
+#: stored as float16 (IndexScalarQuantizer): half the memory and ~2.5x faster at 100k entries,
+#: where a flat search is bound by memory bandwidth; similarities move by ~1e-4.
+INDEX_KINDS = ("flat", "fp16")
 
 
 def require_faiss() -> Any:
@@ -74,9 +78,14 @@ class Slot:
 class NamespaceIndex:
     """The FAISS indexes of one (alias, namespace) in this process, and its log cursor."""
 
-    def __init__(self, namespace: str, dimension: int, sync_interval: float) -> None:
+    def __init__(
+        self, namespace: str, dimension: int, sync_interval: float, kind: str = "flat"
+    ) -> None:
+        if kind not in INDEX_KINDS:
+            raise ValueError(f"index kind must be one of {INDEX_KINDS}, not {kind!r}")
         self.namespace = namespace
         self.dimension = dimension
+        self.kind = kind
         self.sync_interval = sync_interval
         self.seq_key = f"sem:{namespace}:seq"
         self._faiss = require_faiss()
@@ -145,13 +154,21 @@ class NamespaceIndex:
                 self._remove(old)
             index = self._scopes.get(scope)
             if index is None:
-                index = self._faiss.IndexIDMap2(self._faiss.IndexFlatIP(self.dimension))
+                index = self._faiss.IndexIDMap2(self._new_storage())
                 self._scopes[scope] = index
             index.add_with_ids(vector, np.array([id_], dtype=np.int64))
             self._slots[id_] = Slot(scope, digest, expires, time.time())
             self._by_key[digest] = id_
             if expires is not None:
                 heapq.heappush(self._expiry, (expires, id_))
+
+    def _new_storage(self) -> Any:
+        faiss = self._faiss
+        if self.kind == "fp16":
+            return faiss.IndexScalarQuantizer(
+                self.dimension, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+            )
+        return faiss.IndexFlatIP(self.dimension)
 
     def discard(self, ids: Iterable[int]) -> None:
         with self._lock:
@@ -261,20 +278,25 @@ class NamespaceIndex:
 
 
 _registry_lock = threading.Lock()
-_registry: dict[tuple[str, str, str], NamespaceIndex] = {}
+_registry: dict[tuple[str, str, str, str], NamespaceIndex] = {}
 
 
 def namespace_index(
-    alias: str, fingerprint: str, namespace: str, dimension: int, sync_interval: float
+    alias: str,
+    fingerprint: str,
+    namespace: str,
+    dimension: int,
+    sync_interval: float,
+    kind: str = "flat",
 ) -> NamespaceIndex:
     """The process's one index for (alias, namespace): shared by every SemanticCache on it."""
-    key = (alias, fingerprint, namespace)
+    key = (alias, fingerprint, namespace, kind)
     index = _registry.get(key)
     if index is None:
         with _registry_lock:
             index = _registry.get(key)
             if index is None:
-                index = NamespaceIndex(namespace, dimension, sync_interval)
+                index = NamespaceIndex(namespace, dimension, sync_interval, kind)
                 _registry[key] = index
     if index.dimension != dimension:
         from .embeddings import EmbeddingError

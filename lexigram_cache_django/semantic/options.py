@@ -17,6 +17,7 @@ DEFAULTS: dict[str, Any] = {
     "SYNC_INTERVAL": 0.25,
     "TOP_K": 4,
     "ACCURACY_WEIGHT": 0.7,
+    "INDEX": "flat",  # or "fp16": float16 storage, ~2.5x faster searches at 100k entries
 }
 
 
