@@ -1,4 +1,4 @@
-"""The semantic cache with the real all-MiniLM-L6-v2 model, on memory and Redis aliases.
+"""The semantic cache with the real all-MiniLM-L6-v2 model, on memory, Redis, Memcached aliases.
 
 Skipped, with the reason, where the ``semantic`` extra's packages are missing (the model
 needs torch: the Python 3.12 leg runs without it).
@@ -49,7 +49,7 @@ def minilm() -> SentenceTransformerEmbedder:
     return load_minilm()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "memcached"])
 def alias_config(request: pytest.FixtureRequest, settings: Settings) -> dict[str, Any]:
     config = backend_config(request.param, request)
     settings.CACHES = {**settings.CACHES, ALIAS: config}
