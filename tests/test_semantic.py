@@ -207,6 +207,14 @@ def test_decorator_sync_and_async(semantic: SemanticCache) -> None:
 
     first, second = asyncio.run(both())
     assert first == second == "async What is the capital of France?"
+
+    @semantic_cached(alias=ALIAS, namespace=semantic.namespace, threshold=0.97)
+    def built_on_first_call(prompt: str) -> str:
+        return "fresh"
+
+    assert built_on_first_call(QUESTION) == "fresh"
+    made = built_on_first_call.semantic_cache()  # type: ignore[attr-defined]
+    assert (made.alias, made.threshold) == (ALIAS, 0.97)
     with pytest.raises(TypeError, match="no argument named 'prompt'"):
         semantic_cached(semantic)(lambda text: text)
 
