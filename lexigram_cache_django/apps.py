@@ -12,6 +12,7 @@ class LexigramCacheConfig(AppConfig):
 
     def ready(self) -> None:
         # Model-signal invalidation: INVALIDATE_MODELS plus models registered in code.
-        from . import checks, invalidation  # noqa: F401  (checks registers itself)
+        from . import checks, invalidation, write_through  # noqa: F401  (checks registers itself)
 
         invalidation.connect()
+        write_through.connect()  # after: a commit's invalidation runs before its refill

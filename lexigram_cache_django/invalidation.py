@@ -36,6 +36,7 @@ from django.db.models.fields.related import ManyToManyField
 
 from .backends.base import LexigramCache
 from .exceptions import CacheConfigurationError
+from .model_options import lexigram_settings, model_entries
 from .tags import TagLike, tag_names
 
 logger = logging.getLogger("lexigram_cache_django")
@@ -50,13 +51,6 @@ _CHUNK = 500
 
 
 # -- which caches ------------------------------------------------------------------------
-
-
-def lexigram_settings() -> dict[str, Any]:
-    value = getattr(settings, "LEXIGRAM_CACHE", None) or {}
-    if not isinstance(value, dict):
-        raise CacheConfigurationError("LEXIGRAM_CACHE must be a dict.")
-    return value
 
 
 def invalidation_aliases() -> tuple[str, ...]:
@@ -292,19 +286,8 @@ def connect() -> None:
     Called by ``AppConfig.ready()``.
     """
     global _connected
-    labels = lexigram_settings().get("INVALIDATE_MODELS", [])
-    if isinstance(labels, str) or not isinstance(labels, list | tuple):
-        raise CacheConfigurationError(
-            'LEXIGRAM_CACHE["INVALIDATE_MODELS"] must be a list of "app_label.Model" strings.'
-        )
-    for label in labels:
-        try:
-            model = apps.get_model(label)
-        except (LookupError, ValueError) as exc:
-            raise CacheConfigurationError(
-                f'LEXIGRAM_CACHE["INVALIDATE_MODELS"]: {label!r} is not a model ({exc}).'
-            ) from None
-        register(model)
+    for entry in model_entries():  # entries are strings or dicts: see model_options
+        register(entry.model)
     _connected = True
     for model in list(_registry):
         _connect_model_family(model)
