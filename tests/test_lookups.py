@@ -338,7 +338,9 @@ def test_write_through_stores_what_the_database_holds(db: str, wt: None, queries
 # -- concurrent readers -------------------------------------------------------------------------
 
 
-def in_thread(target: Callable[[], Any], db: str) -> tuple[threading.Thread, list[Any]]:
+def in_thread(
+    target: Callable[[], Any], db: str, name: str | None = None
+) -> tuple[threading.Thread, list[Any]]:
     result: list[Any] = []
 
     def run() -> None:
@@ -349,7 +351,7 @@ def in_thread(target: Callable[[], Any], db: str) -> tuple[threading.Thread, lis
         finally:
             connections[db].close()
 
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=run, name=name)
     thread.start()
     return thread, result
 
@@ -416,3 +418,38 @@ def test_cached_queryset_pages_follow_the_model_tag(queries: Queries) -> None:
 
 def test_absent_marker_is_a_plain_string() -> None:
     assert isinstance(ABSENT, str)
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["get", "get_many"])
+def test_a_flight_begun_before_the_commit_is_not_handed_to_a_later_caller(
+    db: str, alias: str, batch: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Single flight shares one computation among callers; one that read the row before a
+    commit must not answer a caller that arrived after the commit's invalidation."""
+    _, (rex, *_) = make_pets(db, 1)
+    pk = rex.pk
+    read_old, release = threading.Event(), threading.Event()
+    real_load = CachedLookup.load
+
+    def slow_load(self: CachedLookup[Any], field: Any, values: list[Any]) -> Any:
+        rows = real_load(self, field, values)
+        if threading.current_thread().name == "early-reader":
+            read_old.set()
+            release.wait(10)  # hold the old row until the writer committed
+        return rows
+
+    monkeypatch.setattr(CachedLookup, "load", slow_load)
+
+    def read() -> str:
+        if batch:
+            return lookup(db, alias).get_many([pk])[pk].name
+        return lookup(db, alias).get(pk=pk).name
+
+    early, early_result = in_thread(read, db, "early-reader")
+    assert read_old.wait(10)
+    Pet.objects.using(db).filter(pk=pk).update(name="new")  # committed and invalidated
+    threading.Timer(0.3, release.set).start()  # let the early reader finish while we wait
+    assert read() == "new"
+    early.join()
+    assert early_result == ["pet0"]  # it began before the commit: the old row is its answer
+    assert read() == "new"
