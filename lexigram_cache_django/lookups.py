@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.signals import setting_changed
 from django.db.models import Field, Manager, Model, QuerySet
 from django.db.models.base import ModelState
 from django.db.models.query import ModelIterable
@@ -76,20 +77,7 @@ class CachedLookup(Generic[M]):
         _check_model(model)
         entry = entry_for(model)
         self.alias = cache or entry.cache
-        if self.alias not in settings.CACHES:
-            raise CacheConfigurationError(f"cached lookups: {self.alias!r} is not in CACHES")
-        backend = caches[self.alias]
-        if not isinstance(backend, LexigramCache):
-            raise CacheConfigurationError(
-                f"cached lookups need a lexigram backend (tags); cache {self.alias!r} is "
-                f"a {type(backend).__name__}"
-            )
-        if self.alias not in invalidation_aliases():
-            raise CacheConfigurationError(
-                f"cache {self.alias!r} is not in LEXIGRAM_CACHE['INVALIDATE_CACHES']: model "
-                "changes would not invalidate the lookups cached there"
-            )
-        self.cache = backend
+        self.cache = _checked_cache(self.alias)
         self.queryset = queryset
         self.model = model
         self.db = queryset.db
@@ -359,6 +347,39 @@ class _Batch(Generic[M]):
 
 
 # -- checks ---------------------------------------------------------------------------------
+
+#: Aliases found fit for lookups (cleared when CACHES or LEXIGRAM_CACHE change): the check
+#: walks every alias, several times what a hit costs.
+_fit_aliases: set[str] = set()
+
+
+def _checked_cache(alias: str) -> LexigramCache:
+    """``caches[alias]``, if it is a lexigram backend that model changes invalidate."""
+    if alias not in _fit_aliases:
+        if alias not in settings.CACHES:
+            raise CacheConfigurationError(f"cached lookups: {alias!r} is not in CACHES")
+        if not isinstance(caches[alias], LexigramCache):
+            raise CacheConfigurationError(
+                f"cached lookups need a lexigram backend (tags); cache {alias!r} is "
+                f"a {type(caches[alias]).__name__}"
+            )
+        if alias not in invalidation_aliases():
+            raise CacheConfigurationError(
+                f"cache {alias!r} is not in LEXIGRAM_CACHE['INVALIDATE_CACHES']: model "
+                "changes would not invalidate the lookups cached there"
+            )
+        _fit_aliases.add(alias)
+    backend = caches[alias]
+    assert isinstance(backend, LexigramCache)
+    return backend
+
+
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("CACHES", "LEXIGRAM_CACHE"):
+        _fit_aliases.clear()
+
+
+setting_changed.connect(_settings_changed, dispatch_uid="lexigram-lookups-aliases")
 
 
 def _check_queryset(queryset: QuerySet[Any]) -> None:

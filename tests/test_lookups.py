@@ -453,3 +453,4 @@ def test_a_flight_begun_before_the_commit_is_not_handed_to_a_later_caller(
     early.join()
     assert early_result == ["pet0"]  # it began before the commit: the old row is its answer
     assert read() == "new"
+
