@@ -147,9 +147,12 @@ class CachedLookup(Generic[M]):
         ((name, raw),) = kwargs.items()
         field = self.field(name)
         value = self.normalize(field, raw)
-        key = self.key(field, value)
-        row = self.cache.get(key)
-        if row is None:
+        if value is None:  # no row has a NULL primary key or matches "= NULL"
+            row = None
+        else:
+            key = self.key(field, value)
+            row = self.cache.get(key)
+        if row is None and value is not None:
             if field.primary_key and not self._related:  # tags known before reading
                 row = self._get_or_load(key, field, value, self.tags_of(None, field, value))
             else:
@@ -166,6 +169,7 @@ class CachedLookup(Generic[M]):
         :data:`BATCH` misses."""
         field = self.field(field_name)
         values = list(dict.fromkeys(self.normalize(field, v) for v in id_list))
+        values = [value for value in values if value is not None]
         if not values:
             return {}
         keys = {value: self.key(field, value) for value in values}

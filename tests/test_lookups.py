@@ -154,7 +154,9 @@ def test_get_many_is_one_round_trip_and_one_query_for_the_misses(
         found = lookup(db, alias).get_many([*pks, 999_999])
     assert list(found) == pks and [p.name for p in found.values()] == [p.name for p in pets]
     with queries(0, db):
-        assert lookup(db, alias).get_many([*pks, 999_999]) == found  # the absent one too
+        assert lookup(db, alias).get_many([*pks, 999_999, None]) == found  # absent ones too
+        with pytest.raises(Pet.DoesNotExist):
+            lookup(db, alias).get(pk=None)
         assert lookup(db, alias).in_bulk([str(pks[0])]) == {pks[0]: pets[0]}
         with pytest.raises(Pet.DoesNotExist):
             lookup(db, alias).get(pk=999_999)
@@ -453,4 +455,3 @@ def test_a_flight_begun_before_the_commit_is_not_handed_to_a_later_caller(
     early.join()
     assert early_result == ["pet0"]  # it began before the commit: the old row is its answer
     assert read() == "new"
-
