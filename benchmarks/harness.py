@@ -49,9 +49,29 @@ Op = Callable[[], Any]
 BASE_SETTINGS: dict[str, Any] = {
     "SECRET_KEY": "lexigram-benchmarks-not-a-secret",
     "USE_TZ": True,
-    "INSTALLED_APPS": [],
+    # The models scenario's app and models (its invalidation is connected at setup; the
+    # other scenarios never touch a model).
+    "INSTALLED_APPS": ["lexigram_cache_django", "example_project.petclinic"],
     "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
     "LOGGING_CONFIG": None,
+    # Django connects lazily: only the models scenario opens these. It creates (and drops)
+    # its own database on the server, never touching the one named here.
+    "DATABASES": {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+        "postgres": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("LEXIGRAM_BENCH_PG_NAME", "test"),
+            "HOST": os.environ.get("LEXIGRAM_BENCH_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("LEXIGRAM_BENCH_PG_PORT", "5432"),
+            "USER": os.environ.get("LEXIGRAM_BENCH_PG_USER", "postgres"),
+            "PASSWORD": os.environ.get("LEXIGRAM_BENCH_PG_PASSWORD", ""),
+            "TEST": {"NAME": f"lexigram_bench_{os.getpid()}"},
+        },
+    },
+    "LEXIGRAM_CACHE": {
+        "INVALIDATE_MODELS": ["petclinic.Owner", "petclinic.Pet", "petclinic.Vaccine"]
+    },
+    "DEFAULT_AUTO_FIELD": "django.db.models.BigAutoField",
 }
 
 DEFAULT_ROUNDS = 41

@@ -16,11 +16,12 @@ class LexigramCacheConfig(AppConfig):
 
     def ready(self) -> None:
         # Model-signal invalidation: INVALIDATE_MODELS plus models registered in code.
-        from . import checks, invalidation  # noqa: F401  (checks registers itself)
+        from . import checks, invalidation, write_through  # noqa: F401  (checks registers itself)
         from .exceptions import CacheConfigurationError
 
         try:
             invalidation.connect()
+            write_through.connect()  # after: a commit's invalidation runs before its refill
         except CacheConfigurationError as exc:
             # Raised here it would be a traceback before `manage.py check` could say which
             # entry is wrong (lexigram_cache.E013); say it loudly and let the check report it.

@@ -11,7 +11,7 @@ The header byte::
                6 native bytes, 7 native UTF-8 str)
     bits 2-3   compressor id (0 none, 1 zlib, 2 zstd, 3 lz4)
     bit 1      metadata present (tag versions, XFetch compute time and expiry)
-    bit 0      reserved, 0
+    bit 0      payload encrypted (``OPTIONS["ENCRYPTION_KEY"]``, see ``encryption.py``)
 
 Plain ``int`` values (not ``bool``) with no metadata are stored as ASCII digits, so Redis
 ``INCRBY`` and memcached ``incr`` work on them atomically. Plain ``str`` and ``bytes``
@@ -20,6 +20,10 @@ serializer) are stored natively under ids 7 and 6 whatever the alias's serialize
 decoding them runs no code, so they need neither pickle nor a signature, and the
 commonest cached values cost a UTF-8 decode instead of an HMAC check.
 
+With ``ENCRYPTION_KEY`` set, every payload except raw integers (which must stay
+``INCR``-able) is encrypted after compression; the header and metadata stay in the clear
+but are authenticated, and an alias with a key reads unencrypted entries as misses.
+
 Because the compressor id is in the header, entries written before ``COMPRESS_MIN_BYTES``
 or ``COMPRESSOR`` changed still read back.
 """
@@ -27,15 +31,18 @@ or ``COMPRESSOR`` changed still read back.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from .compression import Compressor, decompressor_for
-from .exceptions import CacheConfigurationError, CacheDecodeError
+from .compression import Compressor, decompressor_for, make_compressor
+from .encryption import Encryptor
+from .exceptions import CacheConfigurationError, CacheDecodeError, CacheDecryptionError
+from .serializers import DEFAULT_SERIALIZER, make_serializer
 from .serializers.base import Serializer
 
 _MARK = 0x80
 _META = 0x02
+_ENC = 0x01
 _SID_BYTES = 6 << 4
 _SID_STR = 7 << 4
 _PLAIN_STR = _MARK | _SID_STR  # header of an uncompressed str without metadata
@@ -111,13 +118,14 @@ def unpack_meta(data: bytes | memoryview) -> EntryMeta:
 class Codec:
     """Serializer + optional compression + header; one instance per cache alias."""
 
-    __slots__ = ("_sid", "compress_min_bytes", "compressor", "serializer")
+    __slots__ = ("_sid", "compress_min_bytes", "compressor", "encryptor", "serializer")
 
     def __init__(
         self,
         serializer: Serializer,
         compressor: Compressor | None = None,
         compress_min_bytes: int | None = None,
+        encryptor: Encryptor | None = None,
     ) -> None:
         if serializer.id in (6, 7):
             raise CacheConfigurationError(
@@ -128,6 +136,29 @@ class Codec:
         self.compressor = compressor
         self.compress_min_bytes = compress_min_bytes if compressor is not None else None
         self._sid = (serializer.id & 0x7) << 4
+        self.encryptor = encryptor
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Codec:
+        """The codec an alias's ``OPTIONS`` describe: SERIALIZER, COMPRESSOR,
+        COMPRESS_MIN_BYTES, COMPRESS_LEVEL, ENCRYPTION_KEY, ENCRYPTION_KEY_FALLBACKS."""
+        serializer = make_serializer(options.get("SERIALIZER", DEFAULT_SERIALIZER), options)
+        min_bytes = options.get("COMPRESS_MIN_BYTES")
+        compressor = None
+        if min_bytes is not None:
+            compressor = make_compressor(
+                str(options.get("COMPRESSOR", "zlib")), options.get("COMPRESS_LEVEL")
+            )
+            min_bytes = int(min_bytes)
+        key = options.get("ENCRYPTION_KEY")
+        encryptor = None
+        if key is not None:
+            encryptor = Encryptor(key, options.get("ENCRYPTION_KEY_FALLBACKS") or ())
+        elif options.get("ENCRYPTION_KEY_FALLBACKS"):
+            raise CacheConfigurationError(
+                "ENCRYPTION_KEY_FALLBACKS is set without ENCRYPTION_KEY: set the new key too"
+            )
+        return cls(serializer, compressor, min_bytes, encryptor)
 
     def encode(self, value: Any, meta: EntryMeta | None = None) -> bytes:
         """Encode for storage; raises CacheSerializationError for unencodable values."""
@@ -150,10 +181,17 @@ class Codec:
             if len(packed) < len(data):
                 data = packed
                 header |= self.compressor.id << 2
+        encryptor = self.encryptor
         if meta is None:
-            return bytes((header,)) + data
+            if encryptor is None:
+                return bytes((header,)) + data
+            head = bytes((header | _ENC,))
+            return head + encryptor.encrypt(data, head)
         m = pack_meta(meta)
-        return b"".join((bytes((header | _META,)), _META_LEN.pack(len(m)), m, data))
+        if encryptor is None:
+            return b"".join((bytes((header | _META,)), _META_LEN.pack(len(m)), m, data))
+        head = b"".join((bytes((header | _META | _ENC,)), _META_LEN.pack(len(m)), m))
+        return head + encryptor.encrypt(data, head)
 
     def encode_many(self, values: Sequence[Any], meta: EntryMeta | None = None) -> list[bytes]:
         """:meth:`encode` of each value, in order.
@@ -162,7 +200,12 @@ class Codec:
         commonest ``set_many``) is encoded by C-level passes instead of a call per value:
         the UTF-8 bytes behind the plain-str header, as :meth:`encode` writes them.
         """
-        if meta is None and values and set(map(type, values)) == _ONLY_STR:
+        if (
+            meta is None
+            and self.encryptor is None
+            and values
+            and set(map(type, values)) == _ONLY_STR
+        ):
             try:
                 data = list(map(str.encode, values))
             except UnicodeEncodeError:  # a lone surrogate: encode() writes it "surrogatepass"
@@ -180,9 +223,10 @@ class Codec:
 
         For backends with a size limit (memcached's item size): the header records the
         compressor, so any reader decodes the result. Raw integers, entries already
-        compressed, and payloads that do not shrink come back unchanged.
+        compressed or encrypted (ciphertext does not shrink), and payloads that do not shrink
+        come back unchanged.
         """
-        if not data or data[0] < _MARK or data[0] & 0x0C:
+        if not data or data[0] < _MARK or data[0] & 0x0D:
             return data
         header = data[0]
         start = 5 + _META_LEN.unpack_from(data, 1)[0] if header & _META else 1
@@ -201,6 +245,8 @@ class Codec:
             raise CacheDecodeError("empty payload")
         header = data[0]
         if header == _PLAIN_STR:  # the commonest case, decoded without further ado
+            if self.encryptor is not None:
+                raise CacheDecryptionError("unencrypted entry read by an alias that encrypts")
             try:
                 return bytes(data[1:]).decode("utf-8", "surrogatepass"), None
             except UnicodeDecodeError as exc:
@@ -230,6 +276,13 @@ class Codec:
             meta = unpack_meta_memoized(bytes(view[5 : 5 + length]))
             pos = 5 + length
         body = bytes(view[pos:])
+        encryptor = self.encryptor
+        if header & _ENC:
+            if encryptor is None:
+                raise CacheDecodeError("encrypted entry read by an alias without ENCRYPTION_KEY")
+            body = encryptor.decrypt(body, bytes(view[:pos]))
+        elif encryptor is not None:
+            raise CacheDecryptionError("unencrypted entry read by an alias that encrypts")
         cid = (header >> 2) & 0x3
         if cid:
             body = decompressor_for(cid).decompress(body)

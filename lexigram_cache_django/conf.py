@@ -183,6 +183,12 @@ CACHE_OPTIONS: Mapping[str, Option] = _options(
            "`Compressor`"),
     Option("COMPRESS_LEVEL", (int,), None, "compression level", nullable=True,
            default_doc="compressor's default"),
+    Option("ENCRYPTION_KEY", (str, bytes), None, "encrypt every value except raw integers "
+           "(AES-256-GCM-SIV, after serializing and compressing; at least 32 bytes; the "
+           "`encryption` extra) ([serializers](serializers.md#encryption-at-rest))",
+           nullable=True, default_doc="`None` (off)"),
+    Option("ENCRYPTION_KEY_FALLBACKS", (list, tuple), None, "older encryption keys still "
+           "accepted on read (rotation)", nullable=True, default_doc="`[]`"),
     Option("STAMPEDE_LOCK_TIMEOUT", _SECONDS, 10.0, "seconds the cross-process compute lock of "
            "`get_or_set` lives ([stampede](stampede.md))", minimum=0.001),
     Option("STAMPEDE_WAIT_TIMEOUT", _SECONDS, 10.0, "seconds a `get_or_set` caller waits for "

@@ -29,6 +29,12 @@ class CacheIntegrityError(CacheDecodeError):
     """A signed payload failed its HMAC check; it is never unpickled."""
 
 
+class CacheDecryptionError(CacheIntegrityError):
+    """An encrypted entry failed authentication (tampered, or written under another key),
+    or an alias with ``ENCRYPTION_KEY`` read an unencrypted entry. A miss, like any
+    :class:`CacheDecodeError`; counted as an integrity error."""
+
+
 class CacheBackendError(LexigramCacheError):
     """The cache server failed (connection refused, timeout, protocol error).
 

@@ -38,6 +38,7 @@ from .backends.base import LexigramCache
 from .conf import app_setting
 from .exceptions import CacheConfigurationError
 from .failfast import one_operation
+from .model_options import model_entries
 from .tags import TagLike, tag_names
 
 logger = logging.getLogger("lexigram_cache_django")
@@ -289,19 +290,8 @@ def connect() -> None:
     Called by ``AppConfig.ready()``.
     """
     global _connected
-    labels = app_setting("INVALIDATE_MODELS")
-    if isinstance(labels, str) or not isinstance(labels, list | tuple):
-        raise CacheConfigurationError(
-            'LEXIGRAM_CACHE["INVALIDATE_MODELS"] must be a list of "app_label.Model" strings.'
-        )
-    for label in labels:
-        try:
-            model = apps.get_model(label)
-        except (LookupError, ValueError) as exc:
-            raise CacheConfigurationError(
-                f'LEXIGRAM_CACHE["INVALIDATE_MODELS"]: {label!r} is not a model ({exc}).'
-            ) from None
-        register(model)
+    for entry in model_entries():  # entries are strings or dicts: see model_options
+        register(entry.model)
     _connected = True
     for model in list(_registry):
         _connect_model_family(model)

@@ -56,7 +56,19 @@ DATABASES = {
         # A file, not SQLite's in-memory database: the tests of readers racing a committing
         # writer use a connection per thread, and must see each other's commits.
         "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"lexigram-tests-{os.getpid()}.db")},
-    }
+    },
+    # PostgreSQL for the tests marked ``postgres`` (tests/test_lookups.py); Django connects
+    # lazily, so other tests never touch it. pytest-django creates the TEST database only
+    # when a collected test uses this alias, and drops it (only it) at the end.
+    "postgres": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("LEXIGRAM_TEST_PG_NAME", "test"),
+        "HOST": os.environ.get("LEXIGRAM_TEST_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("LEXIGRAM_TEST_PG_PORT", "5432"),
+        "USER": os.environ.get("LEXIGRAM_TEST_PG_USER", "postgres"),
+        "PASSWORD": os.environ.get("LEXIGRAM_TEST_PG_PASSWORD", ""),
+        "TEST": {"NAME": f"test_lexigram_{os.getpid()}"},
+    },
 }
 
 CACHES = {

@@ -3,7 +3,8 @@
 The three models are registered for model-signal invalidation in settings
 (``LEXIGRAM_CACHE["INVALIDATE_MODELS"]``): any change to a row invalidates the model's tag
 and the row's tag after the commit. Their managers also invalidate on the queryset paths
-that send no signals (``update()``, ``bulk_create()``, ``bulk_update()``, ``delete()``).
+that send no signals (``update()``, ``bulk_create()``, ``bulk_update()``, ``delete()``),
+and have cached lookups: ``Pet.objects.cached().get(pk=1)`` (docs/models.md).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 from django.db import models
 from django.urls import reverse
 
-from lexigram_cache_django.invalidation import InvalidatingQuerySet
+from lexigram_cache_django.lookups import CachedQuerySet
 from lexigram_cache_django.tags import TagLike
 
 
@@ -25,7 +26,7 @@ class Owner(models.Model):
     city = models.CharField(max_length=100)
     created = models.DateTimeField(auto_now_add=True)
 
-    objects = InvalidatingQuerySet.as_manager()
+    objects = CachedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "pk"]
@@ -45,7 +46,7 @@ class Vaccine(models.Model):
         default=12, help_text="Months between booster shots."
     )
 
-    objects = InvalidatingQuerySet.as_manager()
+    objects = CachedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -71,7 +72,7 @@ class Pet(models.Model):
     owner = models.ForeignKey(Owner, on_delete=models.CASCADE, related_name="pets")
     vaccines = models.ManyToManyField(Vaccine, related_name="pets", blank=True)
 
-    objects = InvalidatingQuerySet.as_manager()
+    objects = CachedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "pk"]

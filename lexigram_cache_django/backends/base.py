@@ -18,13 +18,11 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from .. import conf, stampede
 from ..codec import Codec, EntryMeta
-from ..compression import make_compressor
 from ..conf import mask_location
 from ..exceptions import CacheDecodeError, CacheIntegrityError
 from ..failfast import one_operation
 from ..locks import CacheLock
 from ..metrics import CacheStats, stats_for
-from ..serializers import DEFAULT_SERIALIZER, make_serializer
 from ..stampede import StampedeOptions
 from ..tags import (
     UNKNOWN_TAG_VERSION,
@@ -479,13 +477,5 @@ def _flatten(tags: tuple[Any, ...]) -> list[Any]:
 
 
 def build_codec(options: Mapping[str, Any]) -> Codec:
-    """The codec ``OPTIONS`` describe: SERIALIZER, COMPRESSOR, COMPRESS_MIN_BYTES."""
-    serializer = make_serializer(options.get("SERIALIZER", DEFAULT_SERIALIZER), options)
-    min_bytes = options.get("COMPRESS_MIN_BYTES")
-    compressor = None
-    if min_bytes is not None:
-        compressor = make_compressor(
-            str(options.get("COMPRESSOR", "zlib")), options.get("COMPRESS_LEVEL")
-        )
-        min_bytes = int(min_bytes)
-    return Codec(serializer, compressor, min_bytes)
+    """The codec ``OPTIONS`` describe (see :meth:`Codec.from_options`)."""
+    return Codec.from_options(options)

@@ -279,14 +279,18 @@ class RemoteEntries(LexigramCache):
     ) -> tuple[dict[Any, Any], list[tuple[str, Any, EntryMeta]]]:
         """Replies as ``{caller's key: value}``, plus the tagged ones to check. Hot: one
         loop, and plain strings decoded inline without a call."""
-        decode = self.codec.decode_entry
+        codec = self.codec
+        decode = codec.decode_entry
+        # With encryption on, a plain-str payload was not written by us: only the codec
+        # may judge it (it refuses unencrypted entries).
+        plain = PLAIN_STR_HEADER if codec.encryptor is None else -1
         found: dict[Any, Any] = {}
         tagged: list[tuple[str, Any, EntryMeta]] = []
         now = 0.0
         for key, original, data in zip(made, keys, replies):
             if data is None:
                 continue
-            if data[0] == PLAIN_STR_HEADER:
+            if data[0] == plain:
                 try:
                     found[original] = data[1:].decode()
                     continue
