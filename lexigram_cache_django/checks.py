@@ -25,12 +25,12 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
 from . import conf
-from .compression import make_compressor
-from .serializers import make_serializer
+from .codec import Codec
 
 E = "lexigram_cache.{}".format
 _CODEC_OPTIONS = frozenset({"SERIALIZER", "COMPRESSOR", "COMPRESS_MIN_BYTES", "COMPRESS_LEVEL"})
 _CODEC_OPTIONS |= {"PICKLE_VERSION", "SIGNING_KEY", "SIGNING_KEY_FALLBACKS", "ORJSON_OPTIONS"}
+_CODEC_OPTIONS |= {"ENCRYPTION_KEY", "ENCRYPTION_KEY_FALLBACKS"}
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -207,10 +207,7 @@ def _check_options(
             report.add("E003" if problem.kind == "type" else "E004", problem.message, problem.hint)
     if not report.has("E003", "E004", "E008") and _CODEC_OPTIONS & set(options):
         try:
-            make_serializer(conf.value(options, "SERIALIZER"), options)
-            if conf.value(options, "COMPRESS_MIN_BYTES") is not None:
-                level = conf.value(options, "COMPRESS_LEVEL")
-                make_compressor(conf.value(options, "COMPRESSOR"), level)
+            Codec.from_options(options)  # what the backend will build: serializer, compressor, key
         except Exception as exc:
             report.add("E005", str(exc), "See docs/serializers.md; install the needed extra.")
 

@@ -23,17 +23,11 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.signals import setting_changed
 from django.db.models import Model
 
+from .conf import app_setting
 from .exceptions import CacheConfigurationError
 
 _SETTING = 'LEXIGRAM_CACHE["INVALIDATE_MODELS"]'
 _ENTRY_KEYS = frozenset({"model", "write_through", "cache", "timeout"})
-
-
-def lexigram_settings() -> dict[str, Any]:
-    value = getattr(settings, "LEXIGRAM_CACHE", None) or {}
-    if not isinstance(value, dict):
-        raise CacheConfigurationError("LEXIGRAM_CACHE must be a dict.")
-    return value
 
 
 @dataclass(frozen=True)
@@ -87,7 +81,7 @@ def _entry(item: Any) -> ModelEntry:
 @functools.cache
 def model_entries() -> tuple[ModelEntry, ...]:
     """Every INVALIDATE_MODELS entry (memoized; dropped when the setting changes)."""
-    items = lexigram_settings().get("INVALIDATE_MODELS", [])
+    items = app_setting("INVALIDATE_MODELS")
     if isinstance(items, str) or not isinstance(items, list | tuple):
         raise CacheConfigurationError(
             f'{_SETTING} must be a list of "app_label.Model" strings or dicts.'

@@ -117,9 +117,13 @@ def test_the_system_check_reports_a_bad_key() -> None:
     from lexigram_cache_django.checks import check_alias
 
     path = "lexigram_cache_django.backends.redis.RedisCache"
-    good = {"BACKEND": path, "OPTIONS": {"ENCRYPTION_KEY": NEW, "ENCRYPTION_KEY_FALLBACKS": []}}
+    good = {
+        "BACKEND": path,
+        "LOCATION": "redis://127.0.0.1:6379/0",
+        "OPTIONS": {"ENCRYPTION_KEY": NEW, "ENCRYPTION_KEY_FALLBACKS": []},
+    }
     assert check_alias("x", good) == []
-    bad = check_alias("x", {"BACKEND": path, "OPTIONS": {"ENCRYPTION_KEY": "short"}})
+    bad = check_alias("x", {**good, "OPTIONS": {"ENCRYPTION_KEY": "short"}})
     assert [p.id for p in bad] == ["lexigram_cache.E005"]
 
 

@@ -53,6 +53,8 @@ PLACES: list[tuple[str, tuple[int, int, str]]] = [
             "request_cache",
             "invalidation",
             "lookups",
+            "model_options",
+            "write_through",
             "warming",
             "operations",
             "checks",
