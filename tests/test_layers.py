@@ -39,7 +39,6 @@ PLACES: list[tuple[str, tuple[int, int, str]]] = [
     ("backends.memory", (3, 1, "backends.memory")),
     ("backends.redis", (3, 2, "backends.redis")),
     ("backends.memcached", (3, 2, "backends.memcached")),
-    ("backends.tiered_bus", (3, 2, "backends.tiered")),
     ("backends.tiered", (3, 2, "backends.tiered")),
     ("backends", (3, 3, "backends")),
     # Django integration: any of layers 0-3 and each other.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -192,44 +193,43 @@ class Bus:
     def _listen(self) -> None:
         delay = 0.01
         while True:
-            conn = None
+            sock = None
             try:
                 assert self._client is not None
-                pool = self._client().connection_pool
-                conn = pool.connection_class(**pool.connection_kwargs)
-                conn.connect()
-                conn.send_command("SUBSCRIBE", self.channel)
-                reply = conn.read_response()
+                sock = _connect(self._client().connection_pool.connection_kwargs)
+                reader = sock.makefile("rb")
+                sock.sendall(_command("SUBSCRIBE", self.channel))
+                reply = _read(reader)
                 if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
                     raise ConnectionError(f"unexpected SUBSCRIBE reply {reply!r}")
                 self._went(up=True)
                 logger.info("tiered bus: listening on %r", self.channel)
                 delay = 0.01
-                self._receive(conn)
+                self._receive(sock, reader)
             except Exception as exc:
                 if self.up or self.state == "starting":
                     logger.warning("tiered bus: lost %r (%s); L1 bypassed", self.channel, exc)
                 self.disconnects += 1
             finally:
                 self._went(up=False)
-                if conn is not None:
-                    try:
-                        conn.disconnect()
-                    except Exception:  # already broken
-                        pass
+                if sock is not None:
+                    sock.close()
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    def _receive(self, conn: Any) -> None:
+    def _receive(self, sock: socket.socket, reader: Any) -> None:
+        """Apply messages until the connection fails; a silent one is pinged, twice."""
+        sock.settimeout(_PING_EVERY)
         pinged = 0
         while True:
-            if not conn.can_read(timeout=_PING_EVERY):
+            try:
+                reply = _read(reader)
+            except TimeoutError:
                 if pinged >= 2:
-                    raise ConnectionError("no reply to PING")
-                conn.send_command("PING")
+                    raise ConnectionError("no reply to PING") from None
+                sock.sendall(_command("PING"))
                 pinged += 1
                 continue
-            reply = conn.read_response()
             pinged = 0
             if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
                 self.apply(reply[2])
@@ -243,6 +243,57 @@ class Bus:
             "bus_publish_errors": self.publish_errors,
             "bus_disconnects": self.disconnects,
         }
+
+
+def _connect(kwargs: dict[str, Any]) -> socket.socket:
+    """A socket of its own to the L2 server (not redis-py's, which reconnects silently
+    and would hide the gap in which messages were lost), authenticated."""
+    timeout = kwargs.get("socket_connect_timeout") or 5.0
+    if kwargs.get("path"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(kwargs["path"])
+    else:
+        sock = socket.create_connection((kwargs["host"], kwargs["port"]), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    password, username = kwargs.get("password"), kwargs.get("username")
+    if password:
+        args = ("AUTH", username, password) if username else ("AUTH", password)
+        sock.sendall(_command(*args))
+        reply = _read(sock.makefile("rb"))
+        if isinstance(reply, Exception):
+            sock.close()
+            raise reply
+    return sock
+
+
+def _command(*args: str) -> bytes:
+    parts = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _read(reader: Any) -> Any:
+    """One RESP2 reply (what a subscribed connection receives: arrays of bulk strings)."""
+    line = reader.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionError("connection closed by the server")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"*":
+        return [_read(reader) for _ in range(int(rest))]
+    if kind == b"$":
+        size = int(rest)
+        if size < 0:
+            return None
+        data = reader.read(size + 2)
+        if len(data) != size + 2:
+            raise ConnectionError("connection closed by the server")
+        return data[:-2]
+    if kind == b"-":
+        return ConnectionError(rest.decode(errors="replace"))
+    return rest if kind == b"+" else int(rest)
 
 
 _buses: dict[tuple[str, str], Bus] = {}

@@ -32,19 +32,19 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
-from typing import Any, cast
+from typing import Any
 
 from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from ..codec import EntryMeta
-from ..protocols import Entry
-from ..tags import TagLike
-from .base import LexigramCache
-from .keymemo import MemoizedKeys
-from .tiered_bus import CLEAR, KEYS, TAGS, Bus, bus_for
+from ...codec import EntryMeta
+from ...protocols import Entry
+from ...tags import TagLike
+from ..base import LexigramCache
+from ..keymemo import MemoizedKeys
+from .bus import KEYS, TAGS, Bus, bus_for
 
 _MISSING = object()
 DEFAULT_L1_TIMEOUT = 30.0
@@ -95,8 +95,8 @@ class _PortableKeys:
         return portable(self.func(key, key_prefix, version))
 
 
-class TieredCache(LexigramCache):
-    """L1 memory over L2 Redis/Memcached, kept coherent across processes (module doc)."""
+class TieredCore(LexigramCache):
+    """The tiers, the bus, fills and the primitives; Django's API is in :mod:`.cache`."""
 
     backend_name = "tiered"
     known_options = LexigramCache.known_options | {
@@ -165,7 +165,7 @@ class TieredCache(LexigramCache):
             tier = import_string(params.pop("BACKEND"))(params.pop("LOCATION", ""), params)
         else:
             raise ImproperlyConfigured(f"TieredCache tier must be an alias or a dict: {spec!r}")
-        if not isinstance(tier, LexigramCache) or isinstance(tier, TieredCache):
+        if not isinstance(tier, LexigramCache) or isinstance(tier, TieredCore):
             raise ImproperlyConfigured(f"TieredCache tiers must be lexigram backends: {spec!r}")
         tier.key_prefix = self.key_prefix
         tier.version = self.version
@@ -291,31 +291,7 @@ class TieredCache(LexigramCache):
 
     # -- reads ---------------------------------------------------------------------------
 
-    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        final, bus = self._key(key, version), self._serving()
-        if bus is not None:
-            value = self._l1raw.get(final, _MISSING)
-            if value is not _MISSING:
-                self._tiers.l1_hits += 1
-                self._stats.hits += 1
-                return value
-        entry = self.get_entry(final, bus, l1_checked=True)
-        return default if entry is None else entry[0]
-
-    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        final, bus = self._key(key, version), self._serving()
-        if bus is not None:
-            value = self._l1raw.get(final, _MISSING)
-            if value is not _MISSING:
-                self._tiers.l1_hits += 1
-                self._stats.hits += 1
-                return value
-        entry = await self.aget_entry(final, bus, l1_checked=True)
-        return default if entry is None else entry[0]
-
-    def get_entry(  # type: ignore[override]
-        self, key: str, bus: Bus | None = None, l1_checked: bool = False
-    ) -> Entry | None:
+    def get_entry(self, key: str, bus: Bus | None = None, l1_checked: bool = False) -> Entry | None:
         if not l1_checked:
             bus = self._serving()
             if bus is not None:
@@ -336,7 +312,7 @@ class TieredCache(LexigramCache):
             self._fill(bus, start, key, entry, self._remaining(key, entry[1]))
         return entry
 
-    async def aget_entry(  # type: ignore[override]
+    async def aget_entry(
         self, key: str, bus: Bus | None = None, l1_checked: bool = False
     ) -> Entry | None:
         if not l1_checked:
@@ -358,258 +334,6 @@ class TieredCache(LexigramCache):
         if bus is not None:
             self._fill(bus, start, key, entry, await self._aremaining(key, entry[1]))
         return entry
-
-    def has_key(self, key: Any, version: int | None = None) -> bool:
-        final = self._key(key, version)
-        if self._serving() is not None and self._l1raw.has_key(final):
-            return True
-        return self._l2.has_key(key, version)
-
-    async def ahas_key(self, key: Any, version: int | None = None) -> bool:
-        final = self._key(key, version)
-        if self._serving() is not None and self._l1raw.has_key(final):
-            return True
-        return await self._l2.ahas_key(key, version)
-
-    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        """L1 first, the rest in one L2 batch (L2 batch hits are not copied into L1: a
-        batch read does not learn lifetimes; single reads do)."""
-        keys = keys if isinstance(keys, list | tuple) else list(keys)
-        found = self._l1_many(keys, version)
-        rest = [k for k in keys if k not in found] if found else keys
-        from_l2 = self._l2.get_many(rest, version) if rest else {}
-        self._count_many(keys, found, from_l2)
-        found.update(from_l2)
-        return found
-
-    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        keys = keys if isinstance(keys, list | tuple) else list(keys)
-        found = self._l1_many(keys, version)
-        rest = [k for k in keys if k not in found] if found else keys
-        from_l2 = await self._l2.aget_many(rest, version) if rest else {}
-        self._count_many(keys, found, from_l2)
-        found.update(from_l2)
-        return found
-
-    def _l1_many(self, keys: Sequence[Any], version: int | None) -> dict[Any, Any]:
-        finals = dict(zip([self._key(k, version) for k in keys], keys))
-        if self._serving() is None:
-            return {}
-        return {finals[f]: v for f, v in self._l1raw.get_many(list(finals)).items()}
-
-    def _count_many(
-        self, keys: Sequence[Any], l1: Mapping[Any, Any], l2: Mapping[Any, Any]
-    ) -> None:
-        distinct = len(set(keys))
-        self._tiers.l1_hits += len(l1)
-        self._tiers.l2_hits += len(l2)
-        self._tiers.misses += max(distinct - len(l1) - len(l2), 0)
-        self._stats.hits += len(l1) + len(l2)
-        self._stats.misses += max(distinct - len(l1) - len(l2), 0)
-
-    # -- writes: L2, then the bus, then this process's L1 ------------------------------
-
-    def set(  # type: ignore[override]
-        self,
-        key: Any,
-        value: Any,
-        timeout: Any = DEFAULT_TIMEOUT,
-        version: int | None = None,
-        *,
-        tags: Iterable[TagLike] | TagLike | None = None,
-    ) -> bool:
-        final, bus = self._key(key, version), self._bus
-        start = bus.seq
-        stored = bool(self._l2.set(key, value, timeout, version, tags=tags))
-        bus.publish(KEYS, (final,))
-        self._changed(bus, (final,), start, {final: value} if stored else None, timeout, tags)
-        return stored
-
-    async def aset(  # type: ignore[override]
-        self,
-        key: Any,
-        value: Any,
-        timeout: Any = DEFAULT_TIMEOUT,
-        version: int | None = None,
-        *,
-        tags: Iterable[TagLike] | TagLike | None = None,
-    ) -> bool:
-        final, bus = self._key(key, version), self._bus
-        start = bus.seq
-        stored = bool(await self._l2.aset(key, value, timeout, version, tags=tags))
-        await bus.apublish(KEYS, (final,))
-        self._changed(bus, (final,), start, {final: value} if stored else None, timeout, tags)
-        return stored
-
-    def add(
-        self,
-        key: Any,
-        value: Any,
-        timeout: Any = DEFAULT_TIMEOUT,
-        version: int | None = None,
-        *,
-        tags: Iterable[TagLike] | TagLike | None = None,
-    ) -> bool:
-        final, bus = self._key(key, version), self._bus
-        start = bus.seq
-        added = self._l2.add(key, value, timeout, version, tags=tags)
-        if added:
-            bus.publish(KEYS, (final,))
-        self._changed(bus, (final,), start, {final: value} if added else None, timeout, tags)
-        return added
-
-    async def aadd(
-        self,
-        key: Any,
-        value: Any,
-        timeout: Any = DEFAULT_TIMEOUT,
-        version: int | None = None,
-        *,
-        tags: Iterable[TagLike] | TagLike | None = None,
-    ) -> bool:
-        final, bus = self._key(key, version), self._bus
-        start = bus.seq
-        added = await self._l2.aadd(key, value, timeout, version, tags=tags)
-        if added:
-            await bus.apublish(KEYS, (final,))
-        self._changed(bus, (final,), start, {final: value} if added else None, timeout, tags)
-        return added
-
-    def set_many(  # type: ignore[override]
-        self,
-        data: Mapping[Any, Any],
-        timeout: Any = DEFAULT_TIMEOUT,
-        version: int | None = None,
-        *,
-        tags: Iterable[TagLike] | TagLike | None = None,
-    ) -> list[Any]:
-        bus = self._bus
-        start = bus.seq
-        failed = self._l2.set_many(data, timeout, version, tags=tags)
-        fills = self._fills(data, failed, version)
-        bus.publish(KEYS, list(fills))
-        self._changed(bus, list(fills), start, fills, timeout, tags)
-        return failed
-
-    async def aset_many(  # type: ignore[override]
-        self,
-        data: Mapping[Any, Any],
-        timeout: Any = DEFAULT_TIMEOUT,
-        version: int | None = None,
-        *,
-        tags: Iterable[TagLike] | TagLike | None = None,
-    ) -> list[Any]:
-        bus = self._bus
-        start = bus.seq
-        failed = await self._l2.aset_many(data, timeout, version, tags=tags)
-        fills = self._fills(data, failed, version)
-        await bus.apublish(KEYS, list(fills))
-        self._changed(bus, list(fills), start, fills, timeout, tags)
-        return failed
-
-    def _fills(
-        self, data: Mapping[Any, Any], failed: list[Any], version: int | None
-    ) -> dict[str, Any]:
-        not_stored = set(failed)
-        return {self._key(k, version): v for k, v in data.items() if k not in not_stored}
-
-    def delete(self, key: Any, version: int | None = None) -> bool:
-        return self._drop_after((key,), version, self._l2.delete(key, version))
-
-    async def adelete(self, key: Any, version: int | None = None) -> bool:
-        final, bus = self._key(key, version), self._bus
-        deleted = await self._l2.adelete(key, version)
-        await bus.apublish(KEYS, (final,))
-        self._changed(bus, (final,), bus.seq)
-        return deleted
-
-    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
-        keys = list(keys)
-        self._drop_after(keys, version, self._l2.delete_many(keys, version))
-
-    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
-        keys, bus = list(keys), self._bus
-        await self._l2.adelete_many(keys, version)
-        finals = [self._key(k, version) for k in keys]
-        await bus.apublish(KEYS, finals)
-        self._changed(bus, finals, bus.seq)
-
-    def _drop_after(self, keys: Sequence[Any], version: int | None, result: Any) -> Any:
-        """The L2 change is done: tell the other processes, drop our own copies."""
-        finals, bus = [self._key(k, version) for k in keys], self._bus
-        bus.publish(KEYS, finals)
-        self._changed(bus, finals, bus.seq)
-        return result
-
-    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
-        return cast(bool, self._drop_after((key,), version, self._l2.touch(key, timeout, version)))
-
-    async def atouch(
-        self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> bool:
-        touched = await self._l2.atouch(key, timeout, version)
-        final, bus = self._key(key, version), self._bus
-        await bus.apublish(KEYS, (final,))
-        self._changed(bus, (final,), bus.seq)
-        return touched
-
-    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
-        try:
-            return self._drop_after((key,), version, self._l2.incr(key, delta, version))
-        except ValueError:
-            self._drop_after((key,), version, None)
-            raise
-
-    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
-        final, bus = self._key(key, version), self._bus
-        try:
-            return await self._l2.aincr(key, delta, version)
-        finally:
-            await bus.apublish(KEYS, (final,))
-            self._changed(bus, (final,), bus.seq)
-
-    def decr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
-        return self.incr(key, -delta, version)
-
-    async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
-        return await self.aincr(key, -delta, version)
-
-    def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """L2 moves the entry with its L2 tag versions; both keys drop from every L1."""
-        version = self.version if version is None else version
-        moved = self._l2.incr_version(key, delta, version)
-        self._drop_after((key,), version, None)
-        self._drop_after((key,), moved, None)
-        return moved
-
-    async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        version = self.version if version is None else version
-        moved = await self._l2.aincr_version(key, delta, version)
-        bus = self._bus
-        finals = [self._key(key, version), self._key(key, moved)]
-        await bus.apublish(KEYS, finals)
-        self._changed(bus, finals, bus.seq)
-        return moved
-
-    def clear(self) -> None:
-        self._l2.clear()
-        bus = self._bus
-        bus.publish(CLEAR, ())
-        with bus.lock:
-            bus.reset()
-
-    async def aclear(self) -> None:
-        await self._l2.aclear()
-        bus = self._bus
-        await bus.apublish(CLEAR, ())
-        with bus.lock:
-            bus.reset()
-
-    def close(self, **kwargs: Any) -> None:
-        self._l2.close(**kwargs)
-
-    async def aclose(self, **kwargs: Any) -> None:
-        await self._l2.aclose(**kwargs)
 
     # -- primitives: entries, tags and locks (locks and tag versions live in L2) --------
 
