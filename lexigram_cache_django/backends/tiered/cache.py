@@ -20,24 +20,28 @@ class TieredCache(TieredCore):
     """L1 memory over L2 Redis/Memcached, kept coherent across processes."""
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        final, bus = self._key(key, version), self._serving()
-        if bus is not None:
-            value = self._l1raw.get(final, _MISSING)
+        final, bus = self._key(key, version), self._bus
+        if bus.up:
+            value = self._l1get(final, _MISSING)
             if value is not _MISSING:
-                self._tiers.l1_hits += 1
                 self._stats.hits += 1
                 return value
+        else:
+            bus.ensure_listening()
+            bus = None
         entry = self.get_entry(final, bus, l1_checked=True)
         return default if entry is None else entry[0]
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        final, bus = self._key(key, version), self._serving()
-        if bus is not None:
-            value = self._l1raw.get(final, _MISSING)
+        final, bus = self._key(key, version), self._bus
+        if bus.up:
+            value = self._l1get(final, _MISSING)
             if value is not _MISSING:
-                self._tiers.l1_hits += 1
                 self._stats.hits += 1
                 return value
+        else:
+            bus.ensure_listening()
+            bus = None
         entry = await self.aget_entry(final, bus, l1_checked=True)
         return default if entry is None else entry[0]
 
@@ -83,7 +87,6 @@ class TieredCache(TieredCore):
         self, keys: Sequence[Any], l1: Mapping[Any, Any], l2: Mapping[Any, Any]
     ) -> None:
         distinct = len(set(keys))
-        self._tiers.l1_hits += len(l1)
         self._tiers.l2_hits += len(l2)
         self._tiers.misses += max(distinct - len(l1) - len(l2), 0)
         self._stats.hits += len(l1) + len(l2)

@@ -54,10 +54,10 @@ DEFAULT_CHANNEL = "lexigram-cache:tiered"
 class TierCounters:
     """Where reads were served, per tiered alias identity (shared by its threads)."""
 
-    __slots__ = ("l1_hits", "l2_hits", "misses")
+    __slots__ = ("l2_hits", "misses")  # L1 hits: the alias's hits minus l2_hits
 
     def __init__(self) -> None:
-        self.l1_hits = self.l2_hits = self.misses = 0
+        self.l2_hits = self.misses = 0
 
 
 _tier_counters: dict[str, TierCounters] = {}
@@ -115,6 +115,7 @@ class TieredCore(LexigramCache):
                 raise ImproperlyConfigured(f"TieredCache needs OPTIONS[{name!r}]")
         self.l1_timeout = float(opts.get("L1_TIMEOUT", DEFAULT_L1_TIMEOUT))
         self._tiers = _counters_for(self.identity)
+        self._finals: dict[Any, str] = {}
 
     @property
     def identity(self) -> str:
@@ -123,6 +124,7 @@ class TieredCore(LexigramCache):
     # -- key settings: the tiers follow this alias's, even when changed later -----------
 
     def _retune(self, name: str, value: Any) -> None:
+        self._finals = {}
         for tier in ("_l1", "_l2"):
             built = self.__dict__.get(tier)
             if built is not None:
@@ -182,6 +184,12 @@ class TieredCore(LexigramCache):
         tier = copy.copy(self._l1)
         tier.key_func = _raw_key
         return tier
+
+    @cached_property
+    def _l1get(self) -> Any:
+        """L1's read of a made key: the memory backend's lock-free ``get_made``."""
+        raw = self._l1raw
+        return getattr(raw, "get_made", raw.get)
 
     @cached_property
     def _l2(self) -> LexigramCache:
@@ -283,8 +291,26 @@ class TieredCore(LexigramCache):
             bus.stamp(finals)
 
     def _key(self, key: Any, version: int | None) -> str:
-        """The made key both tiers use; warns (Django's CacheKeyWarning) as Django does."""
-        return portable(self.make_and_validate_key(key, version))
+        """The made key both tiers use; warns (Django's CacheKeyWarning) as Django does.
+
+        Keys that made cleanly are remembered (version None only), so a hot key costs
+        one dict lookup; a bad key is made, and warns, on every call."""
+        if version is None:
+            try:
+                return self._finals[key]
+            except (KeyError, TypeError):
+                pass
+        made = self.make_and_validate_key(key, version)
+        final = portable(made)
+        if version is None and final is made:
+            finals = self._finals
+            if len(finals) >= 4096:
+                finals.clear()
+            try:
+                finals[key] = final
+            except TypeError:
+                pass
+        return final
 
     def tag_keys(self, tags: Iterable[TagLike] | TagLike | None) -> tuple[str, ...]:
         return tuple(map(portable, super().tag_keys(tags)))
@@ -297,7 +323,6 @@ class TieredCore(LexigramCache):
             if bus is not None:
                 entry = self._l1raw.get_entry(key)
                 if entry is not None:
-                    self._tiers.l1_hits += 1
                     self._stats.hits += 1
                     return entry
         start = bus.seq if bus is not None else 0
@@ -320,7 +345,6 @@ class TieredCore(LexigramCache):
             if bus is not None:
                 entry = self._l1raw.get_entry(key)
                 if entry is not None:
-                    self._tiers.l1_hits += 1
                     self._stats.hits += 1
                     return entry
         start = bus.seq if bus is not None else 0
@@ -419,7 +443,7 @@ class TieredCore(LexigramCache):
     def store_stats(self) -> dict[str, Any]:
         tiers = self._tiers
         data: dict[str, Any] = {
-            "l1_hits": tiers.l1_hits,
+            "l1_hits": self._stats.hits - tiers.l2_hits,
             "l2_hits": tiers.l2_hits,
             "tier_misses": tiers.misses,
             "l1_timeout": self.l1_timeout,
@@ -431,4 +455,4 @@ class TieredCore(LexigramCache):
 
     def reset_stats(self) -> None:
         super().reset_stats()
-        self._tiers.l1_hits = self._tiers.l2_hits = self._tiers.misses = 0
+        self._tiers.l2_hits = self._tiers.misses = 0
