@@ -61,7 +61,7 @@ def _environ(path: str) -> dict[str, Any]:
 
 def run(ctx: Context) -> list[Result]:
     try:
-        import django_redis  # noqa: F401
+        import django_redis  # type: ignore[import-untyped]  # noqa: F401
         import redis  # noqa: F401
     except ImportError:
         ctx.skip("redis-py and django-redis are needed")
@@ -116,8 +116,9 @@ def run(ctx: Context) -> list[Result]:
         time.sleep(0.01)
     handler = WSGIHandler()
 
-    def start_response(status: str, headers: Any) -> None:
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
         assert status.startswith("200"), status
+        return None
 
     def op(page: str) -> Any:
         def hit() -> Any:

@@ -83,6 +83,7 @@ def run(ctx: Context) -> list[Result]:
     )
     stats = tiered.stats()
     ctx.log(
-        f"tiered: l1_hits {stats['l1_hits']}, l2_hits {stats['l2_hits']}, misses {stats['tier_misses']}"
+        f"tiered: l1_hits {stats['l1_hits']}, l2_hits {stats['l2_hits']},"
+        f" misses {stats['tier_misses']}"
     )
     return results

@@ -171,7 +171,7 @@ def test_l2_down_l1_keeps_serving_without_bus(request: pytest.FixtureRequest) ->
     config = tiered_config("memcached", request)
     cache: Any = build_backend(config)
     cache.set("kept", "v", 60)
-    cache._l2.__dict__.pop("_client", None)  # noqa: SLF001
+    cache._l2.__dict__.pop("_client", None)
     dead: Any = build_backend(
         {**config["OPTIONS"]["L2"], "LOCATION": "127.0.0.1:1", "OPTIONS": {"CONNECT_TIMEOUT": 0.2}}
     )
@@ -179,3 +179,23 @@ def test_l2_down_l1_keeps_serving_without_bus(request: pytest.FixtureRequest) ->
     cache.__dict__["_l2"] = dead
     assert cache.get("kept") == "v"
     assert cache.get("other") is None
+
+
+def test_check_tiered() -> None:
+    from lexigram_cache_django.tiered_checks import check_tiered
+
+    memory = {"BACKEND": BACKEND_PATHS["memory"]}
+    memcached = {"BACKEND": BACKEND_PATHS["memcached"], "LOCATION": "127.0.0.1:1"}
+    redis_l2 = {"BACKEND": BACKEND_PATHS["redis"], "LOCATION": "redis://127.0.0.1:1"}
+    assert check_tiered("t", {"OPTIONS": {"L1": memory, "L2": redis_l2, "L1_TIMEOUT": 300}}) == []
+    ids = [
+        m.id
+        for m in check_tiered("t", {"OPTIONS": {"L1": memory, "L2": memcached, "L1_TIMEOUT": 300}})
+    ]
+    assert ids == ["lexigram_cache.W102"]
+    ids = [
+        m.id for m in check_tiered("t", {"OPTIONS": {"L1": memory, "L2": memcached, "BUS": True}})
+    ]
+    assert ids == ["lexigram_cache.E105"]
+    ids = [m.id for m in check_tiered("t", {"OPTIONS": {"L2": "no-such-alias"}})]
+    assert ids == ["lexigram_cache.E101", "lexigram_cache.E102"]

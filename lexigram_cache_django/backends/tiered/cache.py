@@ -12,7 +12,7 @@ from typing import Any, cast
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from ...tags import TagLike
-from .bus import CLEAR, KEYS
+from .bus import CLEAR, KEYS, Bus
 from .core import _MISSING, TieredCore
 
 
@@ -20,7 +20,8 @@ class TieredCache(TieredCore):
     """L1 memory over L2 Redis/Memcached, kept coherent across processes."""
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        final, bus = self._key(key, version), self._bus
+        final, bus = self._key(key, version), cast(Bus | None, self._bus)
+        assert bus is not None
         if bus.up:
             value = self._l1get(final, _MISSING)
             if value is not _MISSING:
@@ -33,7 +34,8 @@ class TieredCache(TieredCore):
         return default if entry is None else entry[0]
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        final, bus = self._key(key, version), self._bus
+        final, bus = self._key(key, version), cast(Bus | None, self._bus)
+        assert bus is not None
         if bus.up:
             value = self._l1get(final, _MISSING)
             if value is not _MISSING:
