@@ -199,3 +199,51 @@ def test_check_tiered() -> None:
     assert ids == ["lexigram_cache.E105"]
     ids = [m.id for m in check_tiered("t", {"OPTIONS": {"L2": "no-such-alias"}})]
     assert ids == ["lexigram_cache.E101", "lexigram_cache.E102"]
+
+
+def test_forked_child_starts_its_own_bus(request: pytest.FixtureRequest) -> None:
+    """A child forked from a process whose bus is up bypasses L1 until its own listener
+    has subscribed, then sees the parent's changes."""
+    import os
+
+    cache: Any = build_backend(tiered_config("redis", request))
+    wait_bus(cache)
+    cache.set("f", "before", 60)
+    parent_origin = cache._bus.origin
+    read_fd, write_fd = os.pipe()
+    go_read, go_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report with an exit code, never return into pytest
+        code = 1
+        try:
+            os.close(read_fd)
+            ok = cache._bus.origin != parent_origin and cache.stats()["bus"] == "starting"
+            ok = ok and cache.get("f") == "before"  # from L2: L1 bypassed
+            wait_bus(cache)
+            ok = ok and cache.get("f") == "before" and cache.get("f") == "before"
+            os.write(write_fd, b"1")
+            os.read(go_read, 1)  # the parent changed "f"
+            deadline = time.monotonic() + 2
+            while cache.get("f") != "after" and time.monotonic() < deadline:
+                time.sleep(0.001)
+            code = 0 if ok and cache.get("f") == "after" else 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    assert os.read(read_fd, 1) == b"1"
+    cache.set("f", "after", 60)
+    os.write(go_write, b"1")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_bad_keys_warn_and_are_hashed_for_memcached(tiered: Any) -> None:
+    from django.core.cache.backends.base import CacheKeyWarning
+
+    key = "a key with spaces " + "x" * 300
+    with pytest.warns(CacheKeyWarning):
+        tiered.set(key, "v", 60)
+    with pytest.warns(CacheKeyWarning):
+        assert tiered.get(key) == "v"
+    with pytest.warns(CacheKeyWarning):
+        assert tiered.get_or_set(key, lambda: "other", 60) == "v"

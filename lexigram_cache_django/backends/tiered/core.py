@@ -300,7 +300,7 @@ class TieredCore(LexigramCache):
                 return self._finals[key]
             except (KeyError, TypeError):
                 pass
-        made = self.make_and_validate_key(key, version)
+        made = super().make_and_validate_key(key, version)
         final = portable(made)
         if version is None and final is made:
             finals = self._finals
@@ -311,6 +311,10 @@ class TieredCore(LexigramCache):
             except TypeError:
                 pass
         return final
+
+    def make_and_validate_key(self, key: Any, version: int | None = None) -> str:
+        """What stampede protection and locks see: the same made keys as every read."""
+        return self._key(key, version)
 
     def tag_keys(self, tags: Iterable[TagLike] | TagLike | None) -> tuple[str, ...]:
         return tuple(map(portable, super().tag_keys(tags)))
