@@ -247,3 +247,26 @@ def test_bad_keys_warn_and_are_hashed_for_memcached(tiered: Any) -> None:
         assert tiered.get(key) == "v"
     with pytest.warns(CacheKeyWarning):
         assert tiered.get_or_set(key, lambda: "other", 60) == "v"
+
+
+def test_a_fill_that_read_before_a_change_is_refused(tiered: Any) -> None:
+    """The sequence-stamp rule: an L2 value read before a change never lands in L1 after
+    it, whether the change is this process's (another thread) or arrives on the bus."""
+    from lexigram_cache_django.backends.tiered.bus import KEYS, TAGS
+
+    tiered.set("r", "old", 60, tags=["t"])
+    final, bus = tiered._key("r", None), tiered._bus
+    start = bus.seq
+    entry = tiered._l2.get_entry(final)
+    tiered.set("r", "new", 60)  # another thread's write lands after our read
+    tiered._l1raw.clear()
+    tiered._fill(bus, start, final, entry, 30.0)
+    assert tiered._l1raw.get(final) is None
+    assert tiered.get("r") == "new"
+    # A message from another process naming the key, or one of the entry's tags.
+    for kind, name in ((KEYS, final), (TAGS, tiered.tag_keys(["t"])[0])):
+        tiered._l1raw.clear()
+        start = bus.seq
+        bus.apply("\0".join(("other-process", kind, name)))
+        tiered._fill(bus, start - 1, final, entry, 30.0)
+        assert tiered._l1raw.get(final) is None

@@ -5,10 +5,11 @@ list a line on stdin, with one JSON line on stdout:
 
 * ``["warm", key]``: read ``key`` twice (the second read is served by L1 when the bus is
   up), answer the value and the tier counters;
-* ``["check", key, expected, t_done, timeout]``: read ``key`` until it equals ``expected``,
-  then a few more times; answer the delay after ``t_done`` (the writer's time.time()
-  when its change returned), how many reads returned something else first, and whether
-  any read after the first fresh one went back to an old value.
+* ``["check", key, expected, t_done, timeout, pause]``: read ``key`` until it equals
+  ``expected`` (sleeping ``pause`` seconds between reads, 0: spin), then a few more
+  times; answer the delay after ``t_done`` (the writer's time.time() when its change
+  returned), how many reads returned something else first, and whether any read after
+  the first fresh one went back to an old value.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def main() -> None:
                 "bus": stats["bus"],
             }
         elif command[0] == "check":
-            _, key, expected, t_done, timeout = command
+            _, key, expected, t_done, timeout, pause = command
             give_up = time.monotonic() + timeout
             old_reads = 0
             while True:
@@ -61,6 +62,8 @@ def main() -> None:
                 old_reads += 1
                 if time.monotonic() > give_up:
                     break
+                if pause:
+                    time.sleep(pause)
             regressed = any(cache.get(key) != expected for _ in range(3))
             reply = {
                 "delay": now - t_done,

@@ -211,7 +211,7 @@ class TieredCore(LexigramCache):
             raise ImproperlyConfigured("TieredCache BUS needs a Redis L2")
         client = getattr(l2, "get_client", None) if use_bus else None
         aclient = getattr(l2, "aget_client", None) if use_bus else None
-        where = l2.location_display if use_bus else f"local:{id(l2.identity)}"
+        where = l2.location_display if use_bus else f"local:{l2.identity}"
         bus = bus_for(where, channel, client, aclient)
         bus.attach(self._l1raw)
         return bus
