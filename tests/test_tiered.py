@@ -139,8 +139,29 @@ def test_get_or_set_with_tags_and_locks(tiered: Any) -> None:
     assert tiered.get_or_set("t", lambda: "one", 60, tags=["x"]) == "one"
     tiered.invalidate_tags("x")
     assert tiered.get_or_set("t", lambda: "two", 60, tags=["x"]) == "two"
-    with tiered.lock("job", timeout=5):
-        assert tiered._l2raw.lock_owner(tiered.make_key("job")) is None or True
+    lock = tiered.lock("job", timeout=5)
+    with lock:
+        other = tiered.lock("job", timeout=5, blocking=False)
+        assert other.acquire() is False  # held, in L2
+        assert (
+            len(tiered._l1raw.store_stats()) and tiered._l1raw.get(tiered._key("job", None)) is None
+        )
+
+
+def test_xfetch_refreshes_early_from_l1(tiered: Any) -> None:
+    calls: list[int] = []
+
+    def compute() -> int:
+        calls.append(1)
+        time.sleep(0.02)
+        return len(calls) * 10 + 1  # not a raw int entry: keeps its XFetch metadata
+
+    assert tiered.get_or_set("x", lambda: str(compute()), 2) == "11"
+    assert tiered.get_entry(tiered._key("x", None))[1].delta > 0  # from L1, with metadata
+    time.sleep(1.5)
+    value = tiered.get_or_set("x", lambda: str(compute()), 2, beta=1000.0)
+    assert value == "21" and len(calls) == 2
+    assert tiered.stats()["early_refreshes"] == 1
 
 
 def test_async_api(tiered: Any) -> None:
