@@ -291,3 +291,13 @@ def test_a_fill_that_read_before_a_change_is_refused(tiered: Any) -> None:
         bus.apply("\0".join(("other-process", kind, name)))
         tiered._fill(bus, start - 1, final, entry, 30.0)
         assert tiered._l1raw.get(final) is None
+
+
+def test_the_l2_key_prefix_comes_first(request: pytest.FixtureRequest) -> None:
+    config = tiered_config("redis", request)
+    config["OPTIONS"]["L2"]["KEY_PREFIX"] = "site"
+    cache: Any = build_backend(config)
+    assert cache.key_prefix == f"site:{config['KEY_PREFIX']}"
+    cache.set("k", "v")
+    assert cache._l2raw.get_client().exists(cache._key("k", None)) == 1
+    assert cache._key("k", None).startswith("site:")

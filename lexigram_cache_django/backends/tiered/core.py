@@ -34,12 +34,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from ...codec import EntryMeta
+from ...metrics import stats_for
 from ...protocols import Entry
 from ...tags import TagLike
 from ..base import LexigramCache
@@ -67,6 +69,12 @@ _tier_lock = threading.Lock()
 def _counters_for(identity: str) -> TierCounters:
     with _tier_lock:
         return _tier_counters.setdefault(identity, TierCounters())
+
+
+def _declared_prefix(spec: Any) -> str:
+    """The KEY_PREFIX a tier is configured with (an alias's, or an inline dict's)."""
+    conf = settings.CACHES.get(spec, {}) if isinstance(spec, str) else spec
+    return str(conf.get("KEY_PREFIX", "")) if isinstance(conf, Mapping) else ""
 
 
 def _raw_key(key: Any, key_prefix: str, version: Any) -> str:
@@ -114,6 +122,12 @@ class TieredCore(LexigramCache):
             if not opts.get(name):
                 raise ImproperlyConfigured(f"TieredCache needs OPTIONS[{name!r}]")
         self.l1_timeout = float(opts.get("L1_TIMEOUT", DEFAULT_L1_TIMEOUT))
+        # The L2 alias's own KEY_PREFIX goes first, so this alias's keys stay inside the
+        # L2's namespace (and clear() never flushes a database the L2 alias shares).
+        l2_prefix = _declared_prefix(opts["L2"])
+        if l2_prefix and l2_prefix != self.key_prefix:
+            self.key_prefix = f"{l2_prefix}:{self.key_prefix}" if self.key_prefix else l2_prefix
+            self._stats = stats_for(self.identity)
         self._tiers = _counters_for(self.identity)
         self._finals: dict[Any, str] = {}
 
