@@ -58,6 +58,7 @@ PLACES: list[tuple[str, tuple[int, int, str]]] = [
             "warming",
             "operations",
             "checks",
+            "tiered_checks",
             "models",
             "templatetags",
         )

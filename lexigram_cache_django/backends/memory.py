@@ -191,6 +191,27 @@ class MemoryCache(LexigramCache):
             self._stats.misses += 1
             return default
 
+    def get_made(self, key: str, default: Any = None) -> Any:
+        """``get`` of a made key, for a cache layered over this one (the tiered L1).
+
+        A live entry without metadata is read without the store lock: one dict read and
+        ``move_to_end`` are each atomic in CPython, and a concurrent delete at worst
+        leaves the LRU order a step behind. Anything else takes the locked path.
+        """
+        store = self._store
+        entry = store.data.get(key)
+        if entry is not None and entry.meta is None:
+            expires = entry.expires
+            if expires is None or expires > time.time():
+                try:
+                    store.data.move_to_end(key)
+                except KeyError:
+                    pass
+                self._stats.hits += 1
+                return pickle.loads(entry.value) if entry.pickled else entry.value
+        found = self.get_entry(key)
+        return default if found is None else found[0]
+
     def set(
         self,
         key: Any,
