@@ -223,6 +223,18 @@ CACHE_OPTIONS: Mapping[str, Option] = _options(
            "(one server) or pymemcache on worker threads", nullable=True,
            backends=frozenset({"memcached"}), choices=("asyncio", "thread"),
            default_doc='`"asyncio"` (one server), else `"thread"`'),
+    Option("L1", (str, dict), None, "the in-process tier: a `CACHES` alias of a memory "
+           "backend, or an inline `CACHES`-style dict ([tiered](backends/tiered.md))",
+           nullable=True, backends=frozenset({"tiered"}), default_doc="required"),
+    Option("L2", (str, dict), None, "the shared tier: a Redis or Memcached alias, or an inline "
+           "dict", nullable=True, backends=frozenset({"tiered"}), default_doc="required"),
+    Option("L1_TIMEOUT", _SECONDS, 30.0, "longest an entry lives in L1 (its L2 lifetime caps "
+           "it too)", backends=frozenset({"tiered"}), minimum=0.0),
+    Option("BUS", (bool,), None, "publish writes on Redis so every process drops its stale "
+           "L1 entries", nullable=True, backends=frozenset({"tiered"}),
+           default_doc="`True` with a Redis L2, else `False`"),
+    Option("INVALIDATION_CHANNEL", (str,), "lexigram-cache:tiered", "the Redis pub/sub "
+           "channel of the bus", backends=frozenset({"tiered"})),
     Option("CIRCUIT_FAILURES", (int,), 5, "consecutive failures (refused, reset, timed out) "
            "that open a server's circuit breaker ([resilience](resilience.md))",
            backends=NETWORKED, minimum=1),

@@ -107,13 +107,6 @@ class TieredCore(LexigramCache):
     """The tiers, the bus, fills and the primitives; Django's API is in :mod:`.cache`."""
 
     backend_name = "tiered"
-    known_options = LexigramCache.known_options | {
-        "L1",
-        "L2",
-        "L1_TIMEOUT",
-        "BUS",
-        "INVALIDATION_CHANNEL",
-    }
 
     def __init__(self, location: Any, params: dict[str, Any]) -> None:
         super().__init__(location, params)
@@ -121,7 +114,7 @@ class TieredCore(LexigramCache):
         for name in ("L1", "L2"):
             if not opts.get(name):
                 raise ImproperlyConfigured(f"TieredCache needs OPTIONS[{name!r}]")
-        self.l1_timeout = float(opts.get("L1_TIMEOUT", DEFAULT_L1_TIMEOUT))
+        self.l1_timeout = float(self.option("L1_TIMEOUT"))
         # The L2 alias's own KEY_PREFIX goes first, so this alias's keys stay inside the
         # L2's namespace (and clear() never flushes a database the L2 alias shares).
         l2_prefix = _declared_prefix(opts["L2"])
@@ -219,8 +212,10 @@ class TieredCore(LexigramCache):
     @cached_property
     def _bus(self) -> Bus:
         l2 = self._l2
-        use_bus = self._options.get("BUS", l2.backend_name == "redis")
-        channel = str(self._options.get("INVALIDATION_CHANNEL", DEFAULT_CHANNEL))
+        use_bus = self.option("BUS")
+        if use_bus is None:
+            use_bus = l2.backend_name == "redis"
+        channel = str(self.option("INVALIDATION_CHANNEL"))
         if use_bus and l2.backend_name != "redis":
             raise ImproperlyConfigured("TieredCache BUS needs a Redis L2")
         client = getattr(l2, "get_client", None) if use_bus else None
