@@ -12,6 +12,7 @@ class LexigramCacheConfig(AppConfig):
 
     def ready(self) -> None:
         # Model-signal invalidation: INVALIDATE_MODELS plus models registered in code.
-        from . import checks, invalidation  # noqa: F401  (checks registers itself)
+        from . import checks, invalidation, warming  # noqa: F401  (checks registers itself)
 
         invalidation.connect()
+        warming.autodiscover()  # warmers.py of every installed app, like admin.py

@@ -37,6 +37,7 @@ from django.db.models.fields.related import ManyToManyField
 from .backends.base import LexigramCache
 from .exceptions import CacheConfigurationError
 from .tags import TagLike, tag_names
+from .warming import tags_invalidated
 
 logger = logging.getLogger("lexigram_cache_django")
 
@@ -115,6 +116,7 @@ def invalidate_now(
         except Exception as exc:
             logger.error("invalidating %s in cache %r failed: %s", names, alias, exc)
             error = error or exc
+    tags_invalidated(names)  # re-warm the warmers that fill these tags (rewarm=True)
     if error is not None:
         raise error
 

@@ -53,6 +53,8 @@ PLACES: list[tuple[str, tuple[int, int, str]]] = [
             "invalidation",
             "lookups",
             "warming",
+            "revalidate",
+            "refreshers",
             "operations",
             "checks",
             "models",
