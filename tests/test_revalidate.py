@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -216,12 +217,12 @@ async def test_async_cached_function_with_swr() -> None:
         return n["v"]
 
     assert await aval() == 1
-    time.sleep(0.25)
+    await asyncio.sleep(0.25)
     assert await aval() == 1
     deadline = time.monotonic() + 5
     while await aval() != 2:
         assert time.monotonic() < deadline
-        time.sleep(0.01)
+        await asyncio.sleep(0.01)
 
 
 def test_the_task_message_names_the_function() -> None:
