@@ -146,18 +146,30 @@ def forced(key: str) -> bool:
 
 
 def run_message(message: dict[str, Any]) -> bool:
-    """The body of the ``lexigram_cache_django.refresh`` task."""
+    """The body of the ``lexigram_cache_django.refresh`` task: False if it failed (logged,
+    counted, and its claim released, so a later stale read tries again)."""
     alias, claim, token = message["alias"], message.get("claim"), message.get("token")
-    if message["kind"] == "function":
-        function = _functions.get(message["name"])
-        if function is None:
-            importlib.import_module(message["module"])  # registers its @cached functions
-            function = _functions[message["name"]]
+    kind = message.get("kind")
+    if kind == "function":
         args, kwargs = tuple(message["args"]), dict(message["kwargs"])
-        return run_refresh(alias, lambda: function.refresh(*args, **kwargs), claim, token)
-    if message["kind"] == "page":
+        return run_refresh(alias, lambda: _function(message).refresh(*args, **kwargs), claim, token)
+    if kind == "page":
         return run_refresh(alias, lambda: _render_page(message), claim, token)
-    raise ValueError(f"unknown refresh kind {message['kind']!r}")
+    return run_refresh(alias, lambda: _unknown(kind), claim, token)
+
+
+def _function(message: dict[str, Any]) -> Refreshable:
+    function = _functions.get(message["name"])
+    if function is None:
+        importlib.import_module(message["module"])  # registers its @cached functions
+        function = _functions.get(message["name"])
+    if function is None:
+        raise LookupError(f"no @cached function {message['name']!r} with stale_while_revalidate")
+    return function
+
+
+def _unknown(kind: Any) -> None:
+    raise ValueError(f"unknown refresh kind {kind!r}")
 
 
 def _render_page(message: dict[str, Any]) -> None:

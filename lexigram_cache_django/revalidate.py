@@ -295,14 +295,18 @@ def revalidate(
             _memo.clear()
         _memo[memo_key] = now + _RECHECK
     job = refresh()
-    _executor().submit(_claim_and_refresh, job, claim, policy, memo_key)
+    # The reader's Celery app (thread-local in Celery), for the pool thread to publish with.
+    context = _capture() if _capture is not None else None
+    _executor().submit(_claim_and_refresh, job, claim, policy, memo_key, context)
 
 
 def _claim_ttl(policy: Policy) -> float:
     return max(1.0, min(policy.stale, float(setting("SWR_CLAIM_TIMEOUT", 60))))
 
 
-def _claim_and_refresh(job: Refresh, claim: str, policy: Policy, memo_key: str) -> None:
+def _claim_and_refresh(
+    job: Refresh, claim: str, policy: Policy, memo_key: str, context: Any = None
+) -> None:
     try:
         cache = caches[job.alias]
         token = new_token()
@@ -316,7 +320,7 @@ def _claim_and_refresh(job: Refresh, claim: str, policy: Policy, memo_key: str) 
         mode = policy.refresh or setting("SWR_REFRESH", "thread")
         if mode == "celery" and job.message is not None:
             message = {**job.message, "alias": job.alias, "claim": claim, "token": token}
-            if _enqueue(message):
+            if _enqueue(message, context):
                 return
         if not run_refresh(job.alias, job.run, claim, token):
             with _memo_lock:  # the claim was released: this process may try again
@@ -357,15 +361,18 @@ def release(alias: str, claim: str, token: str) -> None:
 
 # -- Celery, without importing it ----------------------------------------------------------
 
-Enqueuer = Callable[[dict[str, Any]], None]
+Enqueuer = Callable[[dict[str, Any], Any], None]
 _enqueuer: Enqueuer | None = None
+_capture: Callable[[], Any] | None = None
 _broken = False
 
 
-def set_enqueuer(enqueue: Enqueuer | None) -> None:
-    """Called by :mod:`lexigram_cache_django.tasks` on import with its ``refresh`` task."""
-    global _enqueuer
-    _enqueuer = enqueue
+def set_enqueuer(enqueue: Enqueuer | None, capture: Callable[[], Any] | None = None) -> None:
+    """Called by :mod:`lexigram_cache_django.tasks` on import: ``enqueue(message, context)``
+    publishes the refresh task; ``capture()``, called in the reader's thread, returns the
+    context (Celery's current app) that the pool thread publishes with."""
+    global _enqueuer, _capture
+    _enqueuer, _capture = enqueue, capture
 
 
 def load_tasks() -> bool:
@@ -382,13 +389,13 @@ def load_tasks() -> bool:
     return True
 
 
-def _enqueue(message: dict[str, Any]) -> bool:
+def _enqueue(message: dict[str, Any], context: Any = None) -> bool:
     global _broken
     try:
         if _enqueuer is None and not load_tasks():
             raise RuntimeError("Celery is not installed")
         assert _enqueuer is not None
-        _enqueuer(message)
+        _enqueuer(message, context)
     except Exception as exc:
         counters.enqueue_failures += 1
         if not _broken:

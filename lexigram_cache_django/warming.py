@@ -248,7 +248,10 @@ def run(name: str, *, progress: Progress | None = None) -> WarmReport:
             now = time.monotonic()
             if progress is not None and (now - last[0] >= _PROGRESS_EVERY or count == report.total):
                 last[0] = now
-                progress(count, report.total)
+                try:
+                    progress(count, report.total)
+                except Exception:  # a report that failed is not a cache entry that did
+                    logger.exception("warmer %r: reporting progress failed", name)
 
     work: queue.SimpleQueue[Any] = queue.SimpleQueue()
     for item in items:

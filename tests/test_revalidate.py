@@ -65,7 +65,7 @@ def _fresh_state() -> Iterator[None]:
 def _reset_enqueuer() -> None:
     import lexigram_cache_django.tasks as tasks
 
-    revalidate.set_enqueuer(tasks._enqueue_refresh)
+    revalidate.set_enqueuer(tasks._enqueue_refresh, tasks._current_app)
     revalidate._broken = False
 
 
@@ -135,7 +135,7 @@ def test_celery_refresh_in_eager_mode() -> None:
 def test_broken_enqueueing_falls_back_to_a_thread_counted_and_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def broken(message: dict[str, Any]) -> None:
+    def broken(message: dict[str, Any], app: Any) -> None:
         raise ConnectionError("broker down")
 
     revalidate.set_enqueuer(broken)
