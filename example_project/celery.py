@@ -2,8 +2,8 @@
 
 ``celery -A example_project worker`` runs the warm and refresh tasks of
 ``lexigram_cache_django.tasks``; ``celery -A example_project beat`` runs each warmer's
-``every`` schedule, added below when beat starts (warmers register once apps are ready,
-after settings were read, so ``CELERY_BEAT_SCHEDULE`` cannot list them itself).
+``every`` schedule, handed to the scheduler below when beat starts (warmers register once
+apps are ready, after settings were read, so ``CELERY_BEAT_SCHEDULE`` cannot list them).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ app.autodiscover_tasks()
 
 @beat_init.connect
 def add_warmer_schedule(sender: Any = None, **kwargs: Any) -> None:
+    """Hand the warmers' entries to the running scheduler (beat's own file, or
+    django-celery-beat's ``DatabaseScheduler``, which stores them as ``PeriodicTask`` rows)."""
     from lexigram_cache_django import warming
 
-    app.conf.beat_schedule = {**warming.beat_schedule(), **(app.conf.beat_schedule or {})}
+    sender.scheduler.update_from_dict(warming.beat_schedule())
