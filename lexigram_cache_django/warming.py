@@ -365,12 +365,45 @@ def tags_invalidated(names: Iterable[str], using: str | None = None) -> None:
                 _rewarm(name)
 
 
+_rewarming: dict[str, bool] = {}  # warmers re-warming in a thread: run again when done?
+_rewarm_lock = threading.Lock()
+_rewarm_warned = False
+
+
 def _rewarm(name: str) -> None:
+    global _rewarm_warned
     try:
         enqueue(name)
     except Exception as exc:  # no broker, no Celery: warm in a thread instead
-        logger.warning("re-warm %r: enqueueing failed (%s); warming in a thread", name, exc)
-        threading.Thread(target=run, args=(name,), name=f"rewarm-{name}", daemon=True).start()
+        if not _rewarm_warned:
+            _rewarm_warned = True
+            logger.warning("re-warm %r: enqueueing failed (%s); warming in threads", name, exc)
+        _rewarm_in_thread(name)
+
+
+def _rewarm_in_thread(name: str) -> None:
+    """One thread per warmer at a time; invalidations meanwhile make it run once more."""
+    with _rewarm_lock:
+        if name in _rewarming:
+            _rewarming[name] = True
+            return
+        _rewarming[name] = False
+
+    def loop() -> None:
+        while True:
+            try:
+                run(name)
+            finally:
+                with _rewarm_lock:
+                    again = _rewarming.get(name, False)
+                    if not again:
+                        _rewarming.pop(name, None)
+                    else:
+                        _rewarming[name] = False
+            if not again:
+                return
+
+    threading.Thread(target=loop, name=f"rewarm-{name}", daemon=True).start()
 
 
 # -- settings check -------------------------------------------------------------------------

@@ -221,6 +221,44 @@ def test_invalidating_a_warmers_tags_re_warms_it() -> None:
     assert runs == [1] and caches["default"].get("pets") == 1
 
 
+def test_without_a_broker_re_warm_runs_in_one_thread_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    def no_broker(name: str) -> Any:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(warming, "_enqueuer", no_broker)
+    release = threading.Event()
+    runs: list[int] = []
+
+    @warming.warmer("threaded", tags=["t"], rewarm=True)
+    def threaded() -> dict[str, int]:
+        runs.append(1)
+        release.wait(5)
+        return {"threaded": len(runs)}
+
+    for _ in range(5):  # five invalidations while the first re-warm runs
+        invalidate_now("t")
+    release.set()
+    deadline = time.monotonic() + 5
+    while warming._rewarming and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runs == [1, 1]  # the running one, then once more for the ones meanwhile
+    assert caches["default"].get("threaded") == 2
+
+
+def test_warm_all_enqueues_one_task_per_warmer() -> None:
+    from lexigram_cache_django import tasks
+
+    for name in ("w1", "w2"):
+        warming.warmer(name)(lambda name=name: {name: name})
+    ids = tasks.warm_all.delay().get()
+    assert set(ids) == {"w1", "w2"}
+    assert caches["default"].get("w1") == "w1" and caches["default"].get("w2") == "w2"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_re_warm_waits_for_the_commit() -> None:
     from django.db import transaction
