@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from importlib import import_module
 
 from django.apps import AppConfig
+from django.conf import settings
+from django.core.checks import Tags, register
 
 logger = logging.getLogger("lexigram_cache_django")
 
@@ -16,7 +19,7 @@ class LexigramCacheConfig(AppConfig):
 
     def ready(self) -> None:
         # Model-signal invalidation: INVALIDATE_MODELS plus models registered in code.
-        from . import checks, invalidation, write_through  # noqa: F401  (checks registers itself)
+        from . import checks, invalidation, warming, write_through  # noqa: F401  (checks: itself)
         from .exceptions import CacheConfigurationError
 
         try:
@@ -26,3 +29,9 @@ class LexigramCacheConfig(AppConfig):
             # Raised here it would be a traceback before `manage.py check` could say which
             # entry is wrong (lexigram_cache.E013); say it loudly and let the check report it.
             logger.error("model-signal invalidation is off: %s", exc)
+        warming.autodiscover()  # warmers.py of every installed app, like admin.py
+        if "SEMANTIC" in (getattr(settings, "LEXIGRAM_CACHE", None) or {}):
+            # The semantic cache is an optional leaf: its checks register themselves when
+            # it is configured (importing it needs the semantic extra only then).
+            semantic_checks = import_module("lexigram_cache_django.semantic.checks")
+            register(semantic_checks.check_semantic, Tags.caches)

@@ -26,6 +26,8 @@ from django.utils.module_loading import import_string
 
 from . import conf
 from .codec import Codec
+from .tiered_checks import check_tiered
+from .warming import check_warming
 
 E = "lexigram_cache.{}".format
 _CODEC_OPTIONS = frozenset({"SERIALIZER", "COMPRESSOR", "COMPRESS_MIN_BYTES", "COMPRESS_LEVEL"})
@@ -310,6 +312,7 @@ def check_alias(alias: str, config: Any) -> list[CheckMessage]:
         if not isinstance(config, dict):
             return []  # not ours to judge: Django refuses it
         report.hide(_secrets(config))
+        name = ""
         backend = _lexigram_backend(config)
         if backend is None:
             return []
@@ -333,6 +336,8 @@ def check_alias(alias: str, config: Any) -> list[CheckMessage]:
         report.add(
             "E014", f"this entry cannot be used ({text}).", "Fix the entry; see docs/settings.md."
         )
+    if name == "tiered":
+        return [*report.messages, *check_tiered(str(alias), config)]
     return report.messages
 
 
@@ -403,6 +408,7 @@ def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         problems.extend(check_alias(alias, config))
     try:
         problems.extend(check_app_settings())
+        problems.extend(check_warming())
     except Exception as exc:
         msg = f"cannot be checked ({type(exc).__name__}: {conf.mask_location(exc)})."
         problems.append(_app_error("E014", msg, "Fix LEXIGRAM_CACHE; see docs/settings.md."))

@@ -249,6 +249,17 @@ APP_SETTINGS: Mapping[str, Option] = _options(
            "([invalidation](invalidation.md))", default_doc="`[]`"),
     Option("INVALIDATE_CACHES", (list, tuple), None, "aliases model-signal invalidation "
            "invalidates tags in", nullable=True, default_doc="`None` (every lexigram alias)"),
+    Option("SEMANTIC", (dict,), None, "the semantic cache's settings (`THRESHOLD`, `ALIAS`, "
+           "`EMBEDDER`, ...; [semantic](semantic.md))", nullable=True, default_doc="`{}`"),
+    Option("WARMERS_AUTODISCOVER", (bool,), True, "import `warmers.py` of every installed app "
+           "at start-up ([warming](warming.md))"),
+    Option("CELERY_QUEUE", (str,), None, "queue of the warm and refresh tasks", nullable=True,
+           default_doc="Celery's default"),
+    Option("SWR_REFRESH", (str,), "thread", "how stale-while-revalidate refreshes run when a "
+           "decorator does not say", choices=("thread", "celery")),
+    Option("SWR_THREADS", (int,), 4, "background threads for `refresh=\"thread\"`", minimum=1),
+    Option("SWR_CLAIM_TIMEOUT", _SECONDS, 60.0, "longest a refresh claim is held (capped by the "
+           "stale window)", minimum=1.0),
 )  # fmt: skip
 
 #: Lower-case OPTIONS a backend refuses, with why (they mean something else, or nothing, here).

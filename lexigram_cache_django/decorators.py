@@ -18,6 +18,7 @@ from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.cache import (
@@ -25,6 +26,7 @@ from django.utils.cache import (
     get_max_age,
     has_vary_header,
     learn_cache_key,
+    patch_cache_control,
     patch_response_headers,
     patch_vary_headers,
 )
@@ -41,6 +43,9 @@ from .compute import (
 from .failfast import one_operation
 from .invalidation import ainvalidate_now, invalidate_on_commit
 from .keys import call_key
+from .refreshers import Refreshing, page_fetch, register_function
+from .revalidate import Policy, value_of
+from .revalidate import policy as swr_policy
 from .wrappers import FunctionWrapper
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,8 +88,11 @@ class _Render:
 class _PageCache:
     """What one ``@cache_page(...)`` needs per request."""
 
-    def __init__(self, timeout: float, alias: str, key_prefix: str, tags: TagsArg) -> None:
+    def __init__(
+        self, timeout: float, alias: str, key_prefix: str, tags: TagsArg, swr: Policy | None
+    ) -> None:
         self.timeout = timeout
+        self.swr = swr
         self.alias = alias
         # Our entries are tuples, not the response objects Django's cache middleware
         # stores; a prefix of our own keeps the two from reading each other's entries.
@@ -93,6 +101,14 @@ class _PageCache:
 
     def cache(self) -> BaseCache:
         return get_cache(self.alias, tagged=self.tags is not None, what="cache_page")
+
+    def fetch(
+        self, cache: BaseCache, request: HttpRequest, key: str, render: Any, tags: Any
+    ) -> Any:
+        """The stored page: single flight, plus stale-while-revalidate if asked for."""
+        if self.swr is None:
+            return get_or_compute(cache, key, render, self.timeout, tags=tags)
+        return page_fetch(self.swr, self.alias, cache, request, key, render, tags)
 
     def flight_key(self, cache: BaseCache, request: HttpRequest) -> str:
         """The page's key under the Vary headers learned so far.
@@ -127,6 +143,8 @@ class _PageCache:
             raise NotStored(state, response)
         cache_control = response.get("Cache-Control", "").lower()
         patch_response_headers(response, int(self.timeout))
+        if self.swr is not None:  # RFC 5861: downstream caches may serve it stale too
+            patch_cache_control(response, stale_while_revalidate=int(self.swr.stale))
         # As Django: a response to an authorized request varies on Authorization unless
         # it says it is public (RFC 9111, section 3.5).
         if request.headers.get("Authorization") and "public" not in cache_control:
@@ -161,6 +179,8 @@ def cache_page(
     cache: str | None = None,
     key_prefix: str | None = None,
     tags: TagsArg = None,
+    stale_while_revalidate: float | None = None,
+    refresh: str | None = None,
 ) -> Callable[[F], F]:
     """Django's ``cache_page`` with tags and single flight, for sync and async views.
 
@@ -171,12 +191,16 @@ def cache_page(
     cookie), or an exception the view raised, goes to its own requester only; requests
     that waited for it render the view themselves. ``timeout`` wins over the response's
     ``max-age``, as in Django; ``None`` means ``CACHE_MIDDLEWARE_SECONDS``.
+    ``stale_while_revalidate``/``refresh``: as for :func:`cached` (sync views only).
     """
     seconds = float(settings.CACHE_MIDDLEWARE_SECONDS if timeout is None else timeout)
-    page = _PageCache(seconds, cache or DEFAULT_CACHE_ALIAS, key_prefix or "", tags)
+    swr = swr_policy(seconds, stale_while_revalidate, refresh)
+    page = _PageCache(seconds, cache or DEFAULT_CACHE_ALIAS, key_prefix or "", tags, swr)
 
     def decorator(view: F) -> F:
         if iscoroutinefunction(view):
+            if swr is not None:
+                raise ImproperlyConfigured("stale_while_revalidate needs a sync view")
             return cast(F, _async_page_view(view, page))
         return cast(F, _sync_page_view(view, page))
 
@@ -193,7 +217,7 @@ def _sync_page_view(view: Callable[..., Any], page: _PageCache) -> Callable[...,
             cache = page.cache()
             tags = resolve_tags(page.tags, request, *args, **kwargs)
             head_key = page.get_head_from_get(cache, request)
-            if head_key is not None and (hit := _thaw(cache.get(head_key))) is not None:
+            if head_key is not None and (hit := _thaw(value_of(cache.get(head_key)))) is not None:
                 return hit
             for attempt in (1, 2):
                 key = page.flight_key(cache, request)
@@ -209,7 +233,7 @@ def _sync_page_view(view: Callable[..., Any], page: _PageCache) -> Callable[...,
                     return page.store(cache, request, response, key, state)
 
                 try:
-                    stored = get_or_compute(cache, key, render, page.timeout, tags=tags)
+                    stored = page.fetch(cache, request, key, render, tags)
                 except NotStored as skip:
                     if skip.owner is state:
                         return cast(HttpResponseBase, skip.own_result())
@@ -276,7 +300,7 @@ def _async_page_view(view: Callable[..., Any], page: _PageCache) -> Callable[...
 # -- cached ----------------------------------------------------------------------------
 
 
-class CachedFunction(FunctionWrapper):
+class CachedFunction(FunctionWrapper, Refreshing):
     """A function or method whose results are cached; what ``@cached`` returns.
 
     ``f.key(*args, **kwargs)`` is the cache key of a call, ``f.invalidate(...)`` (or
@@ -294,6 +318,7 @@ class CachedFunction(FunctionWrapper):
         cache: str,
         version: int | None,
         condition: Callable[[Any], bool] | None,
+        swr: Policy | None = None,
     ) -> None:
         super().__init__(func)
         self.timeout = timeout
@@ -302,6 +327,9 @@ class CachedFunction(FunctionWrapper):
         self.cache_alias = cache
         self.version = version
         self.condition = condition
+        self.swr = swr
+        if swr is not None:  # a refresh task finds it by name
+            register_function(self.name, self)
 
     def __repr__(self) -> str:
         return f"<cached {self.name}>"
@@ -333,50 +361,40 @@ class CachedFunction(FunctionWrapper):
         cache = self._cache()
         return bool(await cache.adelete(self.key(*args, **kwargs), version=self.version))
 
+    def _checked(self, value: Any) -> Any:
+        if self.condition is not None and not self.condition(value):
+            raise NotStored(None, value)  # returned to every caller, not cached
+        return value
+
+    def _compute(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[], Any]:
+        return lambda: self._checked(self.func(*args, **kwargs))
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.is_async:
             return self._acall(self._args(args), kwargs)
         args = self._args(args)
-        cache = self._cache()
-        func, condition = self.func, self.condition
-
-        def compute() -> Any:
-            value = func(*args, **kwargs)
-            if condition is not None and not condition(value):
-                raise NotStored(None, value)
-            return value
-
+        cache, key = self._cache(), self._key(args, kwargs)
+        tags, compute = resolve_tags(self.tags, *args, **kwargs), self._compute(args, kwargs)
         try:
-            return get_or_compute(
-                cache,
-                self._key(args, kwargs),
-                compute,
-                self.timeout,
-                self.version,
-                resolve_tags(self.tags, *args, **kwargs),
-            )
+            if self.swr is not None:
+                job = functools.partial(self._job, args, kwargs)
+                return self.swr.read(cache, key, compute, job, self.version, tags)
+            return get_or_compute(cache, key, compute, self.timeout, self.version, tags)
         except NotStored as skip:
             return skip.value
 
     async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        cache = self._cache()
-        func, condition = self.func, self.condition
+        cache, key = self._cache(), self._key(args, kwargs)
+        tags = resolve_tags(self.tags, *args, **kwargs)
 
         async def compute() -> Any:
-            value = await func(*args, **kwargs)
-            if condition is not None and not condition(value):
-                raise NotStored(None, value)
-            return value
+            return self._checked(await self.func(*args, **kwargs))
 
         try:
-            return await aget_or_compute(
-                cache,
-                self._key(args, kwargs),
-                compute,
-                self.timeout,
-                self.version,
-                resolve_tags(self.tags, *args, **kwargs),
-            )
+            if self.swr is not None:
+                job = functools.partial(self._job, args, kwargs)
+                return await self.swr.aread(cache, key, compute, job, self.version, tags)
+            return await aget_or_compute(cache, key, compute, self.timeout, self.version, tags)
         except NotStored as skip:
             return skip.value
 
@@ -392,6 +410,8 @@ def cached(
     cache: str = DEFAULT_CACHE_ALIAS,
     version: int | None = None,
     condition: Callable[[Any], bool] | None = None,
+    stale_while_revalidate: float | None = None,
+    refresh: str | None = None,
 ) -> Callable[[Callable[..., Any]], CachedFunction]: ...
 def cached(
     timeout: Any = DEFAULT_TIMEOUT,
@@ -401,6 +421,8 @@ def cached(
     cache: str = DEFAULT_CACHE_ALIAS,
     version: int | None = None,
     condition: Callable[[Any], bool] | None = None,
+    stale_while_revalidate: float | None = None,
+    refresh: str | None = None,
 ) -> CachedFunction | Callable[[Callable[..., Any]], CachedFunction]:
     """Cache a sync or async function's results, computed once per key (single flight).
 
@@ -409,7 +431,11 @@ def cached(
     ``tags``: tags, or a callable of the arguments returning them. ``condition``: a
     predicate on the result; a result it rejects is returned but not cached (callers
     that waited for it get it too). ``None`` results are cached like any other.
+    ``stale_while_revalidate``: seconds after ``timeout`` during which a read returns the
+    stale value at once and one background refresh (``refresh="thread"`` or ``"celery"``)
+    recomputes it (:mod:`.revalidate`). ``f.refresh(...)`` recomputes one call now.
     """
+    swr = swr_policy(timeout, stale_while_revalidate, refresh)
     if callable(timeout) and not isinstance(timeout, int | float):
         return CachedFunction(
             timeout,
@@ -430,6 +456,7 @@ def cached(
             cache=cache,
             version=version,
             condition=condition,
+            swr=swr,
         )
 
     return decorator

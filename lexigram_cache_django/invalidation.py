@@ -40,6 +40,7 @@ from .exceptions import CacheConfigurationError
 from .failfast import one_operation
 from .model_options import model_entries
 from .tags import TagLike, tag_names
+from .warming import tags_invalidated
 
 logger = logging.getLogger("lexigram_cache_django")
 
@@ -112,6 +113,7 @@ def invalidate_now(
         except Exception as exc:
             logger.error("invalidating %s in cache %r failed: %s", names, alias, exc)
             error = error or exc
+    tags_invalidated(names)  # re-warm the warmers that fill these tags (rewarm=True)
     if error is not None:
         raise error
 

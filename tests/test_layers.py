@@ -56,6 +56,8 @@ PLACES: list[tuple[str, tuple[int, int, str]]] = [
             "model_options",
             "write_through",
             "warming",
+            "revalidate",
+            "refreshers",
             "operations",
             "checks",
             "tiered_checks",

@@ -12,4 +12,5 @@ urlpatterns = [
     path("owners/<int:pk>/", views.owner_detail, name="owner-detail"),
     path("pets/", views.pet_list, name="pet-list"),
     path("pets/<int:pk>/", views.pet_detail, name="pet-detail"),
+    path("species/", views.species, name="species"),
 ]
