@@ -303,6 +303,22 @@ class CircuitBreaker:
         if event is not None:
             self._emit(event)
 
+    def trip(self, exc: BaseException | None = None) -> None:
+        """Open now, whatever the count: the call timed out (a stalled server), and one
+        full timeout per caller is already what the breaker exists to avoid."""
+        event: CircuitEvent | None = None
+        with self._lock:
+            if exc is not None:
+                self._last_error = ErrorInfo.from_exception(exc)
+            self._failures += 1
+            self._clean = False
+            if self._state is _CLOSED:
+                event = self._open("opened")
+            elif self._state is _HALF_OPEN:
+                event = self._open("reopened")
+        if event is not None:
+            self._emit(event)
+
     def abandon(self) -> None:
         """The call ended with no outcome (cancelled): if it was the trial, allow another."""
         if self._closed:

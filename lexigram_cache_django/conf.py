@@ -238,6 +238,9 @@ CACHE_OPTIONS: Mapping[str, Option] = _options(
     Option("CIRCUIT_FAILURES", (int,), 5, "consecutive failures (refused, reset, timed out) "
            "that open a server's circuit breaker ([resilience](resilience.md))",
            backends=NETWORKED, minimum=1),
+    Option("CIRCUIT_OPEN_ON_TIMEOUT", (bool,), True, "a reply timeout (a stalled server) "
+           "opens the breaker at once instead of counting as one of `CIRCUIT_FAILURES`",
+           backends=NETWORKED),
     Option("CIRCUIT_RESET_TIMEOUT", _SECONDS, 1.0, "seconds a breaker stays open before one "
            "trial call probes the server", backends=NETWORKED, minimum=0.0),
 )  # fmt: skip

@@ -38,12 +38,16 @@ def _log_event(event: CircuitEvent) -> None:
     _logger.log(_LEVELS.get(event.kind, logging.DEBUG), "%s", event.message())
 
 
+_open_on_timeout: dict[str, bool] = {}
+
+
 def breaker_for(
     server: str,
     *,
     failures: int = DEFAULT_FAILURES,
     reset_timeout: float = DEFAULT_RESET_TIMEOUT,
     trial_timeout: float = DEFAULT_TRIAL_TIMEOUT,
+    open_on_timeout: bool = True,
 ) -> CircuitBreaker:
     """The process's breaker for ``server`` (a masked address), made on first use.
 
@@ -63,7 +67,19 @@ def breaker_for(
                     listeners=[_log_event],
                 )
                 _breakers[server] = breaker
+                _open_on_timeout[server] = open_on_timeout
     return breaker
+
+
+def server_failed(breaker: CircuitBreaker, exc: BaseException, timed_out: bool) -> None:
+    """Report a failure to answer: a timeout opens the breaker at once (unless the
+    server's first alias set CIRCUIT_OPEN_ON_TIMEOUT False); and within the current
+    operation the server is not asked again."""
+    if timed_out and _open_on_timeout.get(breaker.server, True):
+        breaker.trip(exc)
+    else:
+        breaker.failure(exc)
+    note_failure(breaker.server)
 
 
 def breakers() -> list[CircuitBreaker]:

@@ -75,6 +75,14 @@ suite "django suite: redis/base" --backend "$REDIS" --flavor base --server redis
     --incr-decr-error "${REDIS_INCR_ERROR:-lexigram_cache_django.exceptions.CacheIncrError}"
 suite "django suite: memcached/memcached" --backend "$MEMCACHED" --flavor memcached \
     --skip-internals
+TIERED=lexigram_cache_django.backends.tiered.TieredCache
+L1='{"BACKEND": "'$MEMORY'", "LOCATION": "suite-l1"}'
+suite "django suite: tiered(memory+redis)/base" --backend "$TIERED" --flavor base \
+    --server redis --exclude-aliases cull,zero_cull \
+    --options '{"L1": '"$L1"', "L2": {"BACKEND": "'$REDIS'", "LOCATION": "redis://127.0.0.1:{port}/0"}}'
+suite "django suite: tiered(memory+memcached)/base" --backend "$TIERED" --flavor base \
+    --server memcached --exclude-aliases cull,zero_cull \
+    --options '{"L1": '"$L1"', "L2": {"BACKEND": "'$MEMCACHED'", "LOCATION": "127.0.0.1:{port}"}}'
 
 printf '\n'
 if [ ${#failed[@]} -ne 0 ]; then

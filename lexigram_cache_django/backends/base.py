@@ -455,6 +455,11 @@ class LexigramCache(MemoizedKeys):
         data.update(self.store_stats())
         return data
 
+    def health(self) -> dict[str, Any]:
+        """``{"status": "up" | "degraded" | "down", "servers": [...]}``: each server's
+        breaker state, last error and ping latency (an in-process store is always up)."""
+        return {"backend": self.backend_name, "status": "up", "servers": []}
+
     def store_stats(self) -> dict[str, Any]:
         """Backend-specific figures (entries, memory, server info). Override."""
         return {}

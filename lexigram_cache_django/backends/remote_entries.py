@@ -27,9 +27,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+from ..circuit import CircuitBreaker
 from ..codec import PLAIN_STR_HEADER, EntryMeta
 from ..exceptions import CacheBackendError, CacheDecodeError, CacheServerError
 from ..protocols import Entry
@@ -42,6 +43,28 @@ _T = TypeVar("_T")
 QUIET_SECONDS = 60.0
 _last_warning: dict[str, tuple[float, int]] = {}  # identity -> (when logged, silenced since)
 _warning_lock = threading.Lock()
+
+
+def _server_health(breaker: CircuitBreaker, ping: Callable[[], Any]) -> dict[str, Any]:
+    """One server's line of ``health()``: a timed ping, then its breaker's snapshot."""
+    started = time.monotonic()
+    error = None
+    try:
+        ping()
+    except CacheServerError as exc:
+        error = str(exc)
+    latency = None if error else round((time.monotonic() - started) * 1000, 3)
+    snap = breaker.snapshot()
+    return {
+        "server": snap.server,
+        "state": snap.state.value,
+        "ping_ms": latency,
+        "error": error,
+        "consecutive_failures": snap.consecutive_failures,
+        "last_error": None if snap.last_error is None else str(snap.last_error),
+        "short_circuited": snap.short_circuited,
+        "opened_at": snap.opened_at,
+    }
 
 
 def _quiet_warning(cache: LexigramCache, operation: str, default: Any, exc: Exception) -> None:
@@ -78,6 +101,7 @@ class ServerClient(Protocol):
     def incr(self, key: str, delta: int) -> int | None: ...
     def tag_versions(self, keys: Sequence[str], create: bool, exp: Any) -> list[int | None]: ...
     def release_if(self, key: str, token: bytes) -> bool: ...
+    def pings(self) -> list[tuple[CircuitBreaker, Callable[[], Any]]]: ...
     def extend_if(self, key: str, token: bytes, exp: Any) -> bool: ...
     async def aget(self, key: str, primary: bool = False) -> bytes | None: ...
     async def aget_many(self, keys: Sequence[str], primary: bool = False) -> list[bytes | None]: ...
@@ -142,7 +166,29 @@ class RemoteEntries(LexigramCache):
         return {
             "failures": self.option("CIRCUIT_FAILURES"),
             "reset_timeout": self.option("CIRCUIT_RESET_TIMEOUT"),
+            "open_on_timeout": self.option("CIRCUIT_OPEN_ON_TIMEOUT"),
         }
+
+    def health(self) -> dict[str, Any]:
+        """Each server's breaker (state, consecutive failures, last error, calls
+        short-circuited) and a ping through the choke point; never raises.
+
+        ``status``: ``down`` when the primary (or every memcached node) cannot be used,
+        ``degraded`` when some server cannot or a breaker is not closed, else ``up``.
+        """
+        servers = [_server_health(b, ping) for b, ping in self._client.pings()]
+        broken = [s for s in servers if s["ping_ms"] is None]
+        if (
+            not servers
+            or len(broken) == len(servers)
+            or (broken and broken[0] is servers[0] and self.backend_name == "redis")
+        ):
+            status = "down"
+        elif broken or any(s["state"] != "closed" for s in servers):
+            status = "degraded"
+        else:
+            status = "up"
+        return {"backend": self.backend_name, "status": status, "servers": servers}
 
     # -- the fail-open policy, in one place ------------------------------------------
 

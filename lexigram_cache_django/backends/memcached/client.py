@@ -23,6 +23,7 @@ same breaker. Several servers (the asyncio client does not hash keys) and batch 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -42,7 +43,7 @@ from pymemcache.exceptions import (
 
 from ...circuit import CircuitBreaker
 from ...exceptions import CacheIncrError, CacheServerError
-from ...failfast import breaker_for, failed_in_operation, note_failure
+from ...failfast import breaker_for, failed_in_operation, server_failed
 from ...tags import new_version, record_version
 from .aio import AsyncMemcachedClient
 from .wire import MemcachedClientReplyError, MemcachedServerFailure
@@ -121,8 +122,7 @@ def guard(breaker: CircuitBreaker) -> None:
 def report(breaker: CircuitBreaker, exc: BaseException) -> None:
     """Tell the node's breaker how a call that raised ``exc`` went."""
     if isinstance(exc, NODE_FAILURES):
-        breaker.failure(exc)
-        note_failure(breaker.server)
+        server_failed(breaker, exc, isinstance(exc, TimeoutError))
     elif isinstance(exc, MemcacheError):
         breaker.success()  # the server answered (an error reply)
     else:
@@ -282,6 +282,17 @@ class MemcachedClient:
         if isinstance(client, HashClient):
             return [(str(name), node) for name, node in client.clients.items()]
         return [(self.servers[0], client)]
+
+    def pings(self) -> list[tuple[CircuitBreaker, Callable[[], Any]]]:
+        """Each node's breaker and a ``version`` command to it (for health())."""
+
+        def ping(node: Any) -> Any:
+            try:
+                return node.version()
+            except SERVER_ERRORS as exc:
+                raise unavailable(node_name(node.server), exc) from exc
+
+        return [(node.breaker, functools.partial(ping, node)) for _, node in self.nodes()]
 
     # -- the choke points -------------------------------------------------------------
 

@@ -15,9 +15,10 @@ outlive them. Async pools are per running event loop (connections cannot cross l
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -35,7 +36,7 @@ from redis.exceptions import (
 from ...circuit import CircuitBreaker
 from ...conf import mask_location
 from ...exceptions import CacheIncrError, CacheServerError
-from ...failfast import breaker_for, failed_in_operation, note_failure
+from ...failfast import breaker_for, failed_in_operation, server_failed
 from ...tags import new_version, record_version
 from . import scripts
 from .pools import AsyncPool, SyncPool
@@ -75,8 +76,7 @@ def unavailable(breaker: CircuitBreaker, exc: Exception) -> CacheServerError:
     if answered:
         breaker.success()
     else:
-        breaker.failure(exc)
-        note_failure(breaker.server)
+        server_failed(breaker, exc, isinstance(exc, redis.exceptions.TimeoutError))
     message = f"{type(exc).__name__}: {exc}"
     return CacheServerError(message, server=breaker.server, answered=answered)
 
@@ -434,6 +434,11 @@ class RedisClient:
 
     async def aextend_if(self, key: str, token: bytes, exp: int | None) -> bool:
         return bool(await self.aeval(scripts.LOCK_EXTEND, [key], token, _px_arg(exp)))
+
+    def pings(self) -> list[tuple[CircuitBreaker, Callable[[], Any]]]:
+        """Each server's breaker and a PING through the choke point (for health())."""
+        pools = [self.primary, *self.replicas]
+        return [(pool.breaker, functools.partial(self.send, pool, "PING")) for pool in pools]
 
     # -- SCAN, for clear / keys / delete_pattern -------------------------------------
 
