@@ -94,7 +94,7 @@ class RemoteCache(RemoteEntries):
     ) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            meta = await self._ameta_for(tags)
+            meta = await self._ameta_for(tags) if tags is not None else None
             self._learn_tags((key,), meta)
             data = self._encode(value, meta)
             exp = self._expiry(timeout)
@@ -137,7 +137,7 @@ class RemoteCache(RemoteEntries):
     ) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            meta = await self._ameta_for(tags)
+            meta = await self._ameta_for(tags) if tags is not None else None
             self._learn_tags((key,), meta)
             data = self._encode(value, meta)
             added = await self._aadd_unless_live(key, data, self._expiry(timeout))
@@ -308,7 +308,7 @@ class RemoteCache(RemoteEntries):
             return []
         originals = list(data)
         try:
-            meta = await self._ameta_for(tags)
+            meta = await self._ameta_for(tags) if tags is not None else None
             made = self.make_key_list(originals, version)
             items, rejected = self._encode_batch(made, list(data.values()), meta)
             self._learn_tags(made, meta)

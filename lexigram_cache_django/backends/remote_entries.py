@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, Protocol, TypeVar
 
 from ..circuit import CircuitBreaker
@@ -39,6 +40,7 @@ from .base import LexigramCache
 
 logger = logging.getLogger("lexigram_cache_django")
 _T = TypeVar("_T")
+_first = itemgetter(0)  # a tag's record key, from its (key, version) pair
 #: At most one failure WARNING per alias per this many seconds.
 QUIET_SECONDS = 60.0
 _last_warning: dict[str, tuple[float, int]] = {}  # identity -> (when logged, silenced since)
@@ -254,7 +256,7 @@ class RemoteEntries(LexigramCache):
         return entry
 
     def _tags_to_fetch(
-        self, key: str, entry: Entry | None, hint: Sequence[str], records: Mapping[str, Any]
+        self, key: str, entry: Entry | None, hint: tuple[str, ...], records: Mapping[str, Any]
     ) -> list[str]:
         """Keep ``key``'s tag hint current; the tag records its entry needs not yet read."""
         meta = None if entry is None else entry[1]
@@ -262,9 +264,10 @@ class RemoteEntries(LexigramCache):
             if hint:
                 self._tag_hints.learn(key, ())
             return []
-        names = tuple(name for name, _ in meta.tags)
-        if names != tuple(hint):
-            self._tag_hints.learn(key, names)
+        names = tuple(map(_first, meta.tags))
+        if names == hint:  # the common case: every record came with the value
+            return []
+        self._tag_hints.learn(key, names)
         return [name for name in names if name not in records]
 
     def _settle(self, entry: Entry | None, records: Mapping[str, int | None], count: bool) -> Any:
