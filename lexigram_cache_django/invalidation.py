@@ -21,7 +21,6 @@ a loop saving 1,000 rows costs one ``invalidate_tags`` call per cache at commit.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.cache import caches
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Model, QuerySet, signals
+from django.db.models import Model, signals
 from django.db.models.fields.related import ManyToManyField
 
 from .backends.base import LexigramCache
@@ -371,12 +370,12 @@ def _as_list(tags: Iterable[TagLike] | TagLike | None) -> list[TagLike]:
     return list(tags)
 
 
-def _has_extra(model: type[Model]) -> bool:
+def has_extra_tags(model: type[Model]) -> bool:
     entry = registration(model)
     return (entry is not None and entry.has_extra()) or callable(getattr(model, TAGS_METHOD, None))
 
 
-def _rows(model: type[Model], using: str, pks: Sequence[Any]) -> Iterator[Model]:
+def rows_of(model: type[Model], using: str, pks: Sequence[Any]) -> Iterator[Model]:
     """Fresh rows by pk, in chunks."""
     manager = model._base_manager.using(using)
     for start in range(0, len(pks), _CHUNK):
@@ -393,7 +392,7 @@ _CLEARED = "_lexigram_cleared_pks"
 
 def _pre_save(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> None:
     """Remember the extra tags of the row as stored, before the save changes it."""
-    if instance.pk is None or not _has_extra(sender):
+    if instance.pk is None or not has_extra_tags(sender):
         return
     old = sender._base_manager.using(using).filter(pk=instance.pk).first()
     if old is not None:
@@ -439,8 +438,8 @@ def _m2m_changed(
     if is_registered(model):
         tags.append(model)
         tags += [(model, pk) for pk in pks]
-        if _has_extra(model) and pks:
-            for row in _rows(model, using, pks):
+        if has_extra_tags(model) and pks:
+            for row in rows_of(model, using, pks):
                 tags += extra_tags(row)
     invalidate_on_commit(tags, using=using)
 
@@ -458,86 +457,3 @@ def _related_pks(
             links = through._base_manager.using(using).filter(**{source: instance.pk})
             return list(links.values_list(target, flat=True))
     return []
-
-
-# -- the queryset paths that send no signals ----------------------------------------------
-
-_in_bulk_update: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "lexigram_in_bulk_update", default=False
-)
-
-
-class InvalidatingQuerySet(QuerySet[M]):
-    """A ``QuerySet`` that invalidates on ``update()``, ``bulk_create()``,
-    ``bulk_update()`` and ``delete()``: ``objects = InvalidatingQuerySet.as_manager()``.
-
-    These paths send no per-row signals, so here the model tag is invalidated, plus the
-    row tags (and extra tags, old and new) of the rows touched, found by one extra
-    ``SELECT`` of their pks before the write (three queries in all for models with extra
-    tags). A row that starts to match ``update()``'s filter between that ``SELECT`` and
-    the ``UPDATE`` gets only the model tag. Subclass it instead of ``QuerySet`` to add
-    your own methods.
-    """
-
-    def update(self, **kwargs: Any) -> int:
-        if self.query.is_sliced or _in_bulk_update.get():
-            return super().update(**kwargs)  # sliced: Django raises its error
-        using = self.db
-        pks = list(self.order_by().values_list("pk", flat=True))
-        extra = _has_extra(self.model)
-        tags: list[TagLike] = [self.model]
-        tags += [(self.model, pk) for pk in pks]
-        if extra:
-            tags += [tag for row in _rows(self.model, using, pks) for tag in extra_tags(row)]
-        count = super().update(**kwargs)
-        if extra:
-            tags += [tag for row in _rows(self.model, using, pks) for tag in extra_tags(row)]
-        invalidate_on_commit(tags, using=using)
-        return count
-
-    update.alters_data = True  # type: ignore[attr-defined]
-
-    def bulk_update(
-        self, objs: Iterable[M], fields: Iterable[str], batch_size: int | None = None
-    ) -> int:
-        objs = list(objs)
-        using = self.db
-        tags: list[TagLike] = [self.model]
-        if _has_extra(self.model):
-            pks = [obj.pk for obj in objs]
-            tags += [tag for row in _rows(self.model, using, pks) for tag in extra_tags(row)]
-        token = _in_bulk_update.set(True)  # Django's bulk_update calls update(): once is enough
-        try:
-            count = super().bulk_update(objs, fields, batch_size)
-        finally:
-            _in_bulk_update.reset(token)
-        for obj in objs:
-            tags += instance_tags(obj)
-        invalidate_on_commit(tags, using=using)
-        return count
-
-    bulk_update.alters_data = True  # type: ignore[attr-defined]
-
-    def bulk_create(self, objs: Iterable[M], *args: Any, **kwargs: Any) -> list[M]:
-        created = super().bulk_create(objs, *args, **kwargs)
-        tags: list[TagLike] = [self.model]
-        for obj in created:
-            if obj.pk is not None:  # backends that cannot return pks leave them unset
-                tags += instance_tags(obj)
-        invalidate_on_commit(tags, using=self.db)
-        return created
-
-    bulk_create.alters_data = True  # type: ignore[attr-defined]
-
-    def delete(self) -> tuple[int, dict[str, int]]:
-        """Rows of registered models also get ``post_delete`` (Django skips its fast path
-        for models with receivers); here every model the delete reached gets its tag."""
-        using = self.db
-        result = super().delete()
-        tags: list[TagLike] = [self.model]
-        tags += [apps.get_model(label) for label in result[1]]
-        invalidate_on_commit(tags, using=using)
-        return result
-
-    delete.alters_data = True  # type: ignore[attr-defined]
-    delete.queryset_only = True  # type: ignore[attr-defined]

@@ -31,8 +31,9 @@ from django.db.models.query import ModelIterable
 
 from .backends.base import LexigramCache
 from .exceptions import CacheConfigurationError
-from .invalidation import InvalidatingQuerySet, invalidation_aliases, is_registered
+from .invalidation import invalidation_aliases, is_registered
 from .model_options import entry_for
+from .querysets import InvalidatingQuerySet
 from .tags import TagLike, tag_names
 
 M = TypeVar("M", bound=Model)

@@ -53,6 +53,7 @@ PLACES: list[tuple[str, tuple[int, int, str]]] = [
             "request_cache",
             "invalidation",
             "lookups",
+            "querysets",
             "model_options",
             "write_through",
             "warming",

@@ -1,6 +1,6 @@
 """The memcached client under MemcachedCache: pymemcache per thread, our asyncio client.
 
-Every command to a node passes one guard (``_guarded``, around
+Every command to a node passes one guard (``nodes._guarded``, around
 pymemcache's own three command paths): the node's circuit breaker is asked first (an open
 one short-circuits the call in microseconds) and told the outcome after. A refused,
 reset or timed-out connection counts against the node; a reply, even an error reply,
@@ -25,193 +25,48 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from django.core.cache.backends.base import MEMCACHE_MAX_KEY_LENGTH
-from pymemcache.client.base import Client, normalize_server_spec
+from pymemcache.client.base import normalize_server_spec
 from pymemcache.client.hash import HashClient
 from pymemcache.exceptions import (
     MemcacheClientError,
-    MemcacheError,
-    MemcacheServerError,
-    MemcacheUnexpectedCloseError,
-    MemcacheUnknownError,
 )
 
 from ...circuit import CircuitBreaker
-from ...exceptions import CacheIncrError, CacheServerError
-from ...failfast import breaker_for, failed_in_operation, server_failed
+from ...exceptions import CacheServerError
+from ...failfast import breaker_for
 from ...tags import new_version, record_version
 from .aio import AsyncMemcachedClient
-from .wire import MemcachedClientReplyError, MemcachedServerFailure
+from .nodes import (
+    HASH_CLIENT_ONLY,
+    SERVER_ERRORS,
+    BatchHashClient,
+    GuardedClient,
+    MemcachedIncrError,
+    MemcachedUnavailableError,
+    NodeShortCircuited,
+    guard,
+    incr_error,
+    node_name,
+    report,
+    unavailable,
+)
+from .wire import MemcachedClientReplyError
+
+__all__ = [
+    "HASH_CLIENT_ONLY",
+    "SERVER_ERRORS",
+    "GuardedClient",
+    "MemcachedClient",
+    "MemcachedIncrError",
+    "MemcachedUnavailableError",
+    "aclose_async_clients",
+]
 
 _T = TypeVar("_T")
-
-
-#: pymemcache arguments that only HashClient takes (dropped for a single server).
-HASH_CLIENT_ONLY = frozenset(
-    {
-        "hasher",
-        "retry_attempts",
-        "retry_timeout",
-        "dead_timeout",
-        "use_pooling",
-        "max_pool_size",
-        "pool_idle_timeout",
-        "lock_generator",
-    }
-)
-
-
-class MemcachedUnavailableError(MemcacheError):
-    """The server did not do what was asked (HashClient skipping a failing node, NOT_STORED)."""
-
-
-class MemcachedIncrError(CacheIncrError, MemcacheClientError):
-    """incr/decr of a value memcached cannot count: not an integer, negative, or >= 2**64.
-
-    Also a pymemcache ``MemcacheClientError``, which is what Django's PyMemcacheCache raises.
-    """
-
-
-class NodeShortCircuited(MemcacheError, ConnectionError):
-    """A command not sent: the node's breaker is open or it failed in this operation.
-
-    An ``OSError`` too, so pymemcache's HashClient treats the node as failing (skips it,
-    then removes it from the ring after its retries) exactly as it would a refused one.
-    """
-
-
-#: Errors of a failing server or connection: fail-open territory.
-SERVER_ERRORS: tuple[type[Exception], ...] = (MemcacheError, OSError)
-#: Of those, what says the node is down or stalled (counted by its breaker).
-NODE_FAILURES: tuple[type[Exception], ...] = (
-    OSError,
-    MemcacheUnexpectedCloseError,
-    MemcacheUnknownError,
-    MemcachedServerFailure,
-)
-#: Of those, the ones where the server did answer (so it is worth asking again).
-_ANSWERED = (MemcacheServerError, MemcachedUnavailableError)
-
-
-def node_name(spec: Any) -> str:
-    """``host:port`` (or the socket path) of a memcached node, as breakers name it."""
-    spec = normalize_server_spec(spec) if isinstance(spec, str) else spec
-    return spec if isinstance(spec, str) else f"{spec[0]}:{spec[1]}"
-
-
-def unavailable(server: str, exc: Exception) -> CacheServerError:
-    return CacheServerError(
-        f"{type(exc).__name__}: {exc}",
-        server=server,
-        answered=isinstance(exc, _ANSWERED),
-        short_circuited=isinstance(exc, NodeShortCircuited),
-    )
-
-
-def guard(breaker: CircuitBreaker) -> None:
-    """Raise NodeShortCircuited unless the node may be asked now."""
-    if failed_in_operation(breaker.server) or not breaker.allow():
-        raise NodeShortCircuited(f"not sent: {breaker.server} is failing")
-
-
-def report(breaker: CircuitBreaker, exc: BaseException) -> None:
-    """Tell the node's breaker how a call that raised ``exc`` went."""
-    if isinstance(exc, NODE_FAILURES):
-        server_failed(breaker, exc, isinstance(exc, TimeoutError))
-    elif isinstance(exc, MemcacheError):
-        breaker.success()  # the server answered (an error reply)
-    else:
-        breaker.abandon()  # no outcome: interrupted
-
-
-def incr_error(key: str, exc: Exception) -> MemcachedIncrError:
-    return MemcachedIncrError(
-        f"cannot incr/decr {key!r}: memcached counts only integers from 0 to 2**64-1 ({exc})"
-    )
-
-
-def _guarded(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``command`` (one of pymemcache's three command paths) behind the node's breaker:
-    asked first, told the outcome after. One wrapper level: this is every command."""
-
-    def run(self: GuardedClient, *args: Any, **kwargs: Any) -> Any:
-        breaker = self.breaker
-        if failed_in_operation(breaker.server) or not breaker.allow():
-            raise NodeShortCircuited(f"not sent: {breaker.server} is failing")
-        try:
-            result = command(self, *args, **kwargs)
-        except BaseException as exc:
-            report(breaker, exc)
-            raise
-        breaker.success()
-        return result
-
-    run.__name__ = command.__name__
-    return run
-
-
-class GuardedClient(Client):
-    """pymemcache's Client behind its node's circuit breaker, with a cheaper key check.
-
-    Every command pymemcache sends goes through ``_fetch_cmd``, ``_store_cmd`` or
-    ``_misc_cmd``; each asks the breaker first and reports the outcome (see the module
-    docstring). The breaker is the process's one for this node (:func:`breaker_for`).
-
-    pymemcache checks every key of every command in Python (encode, split on whitespace,
-    length and NUL tests): about 0.5 us a key, a sixth of a 100-key ``get_many``. A
-    ``str`` key with no space whose characters are all printable holds no whitespace,
-    NUL or control character, so encoding it and checking its length is the whole check.
-    Any other key gets pymemcache's own.
-    """
-
-    def __init__(self, server: Any, **kwargs: Any) -> None:
-        super().__init__(server, **kwargs)
-        self.breaker = breaker_for(node_name(server))
-
-    _fetch_cmd = _guarded(Client._fetch_cmd)
-    _store_cmd = _guarded(Client._store_cmd)
-    _misc_cmd = _guarded(Client._misc_cmd)
-
-    def check_key(self, key: Any, key_prefix: bytes) -> bytes:
-        if (
-            type(key) is str
-            and not key_prefix
-            and " " not in key
-            and key.isprintable()
-            and (self.allow_unicode_keys or key.isascii())
-        ):
-            data = key.encode()
-            if len(data) <= MEMCACHE_MAX_KEY_LENGTH:
-                return data
-        checked: bytes = super().check_key(key, key_prefix)
-        return checked
-
-
-class BatchHashClient(HashClient):
-    """HashClient whose delete_many sends one pipelined batch per server.
-
-    pymemcache's HashClient.delete_many makes one round trip per key.
-    """
-
-    client_class = GuardedClient
-
-    def delete_many(self, keys: Iterable[str], *args: Any, **kwargs: Any) -> bool:
-        batches: dict[Any, list[str]] = defaultdict(list)
-        for key in keys:
-            client = self._get_client(key)
-            if client is not None:
-                batches[client.server].append(key)
-        for server, batch in batches.items():
-            client = self.clients[self._make_client_key(server)]
-            self._safely_run_func(client, client.delete_many, False, batch, *args, **kwargs)
-        return True
-
-    delete_multi = delete_many
 
 
 #: What :meth:`MemcachedClient.acall` returns for an answer such as NOT_FOUND.
