@@ -1,4 +1,4 @@
-"""Warmers run in process, the beat schedule, the cache_warm command, re-warm, settings."""
+"""Warmers run in process, the beat schedule, the cache warm command, re-warm, settings."""
 
 from __future__ import annotations
 
@@ -178,19 +178,19 @@ def test_the_command_output_and_exit_codes(capsys: pytest.CaptureFixture[str]) -
     def bad() -> list[Any]:
         raise RuntimeError("down")
 
-    call_command("cache_warm", "good")
+    call_command("cache", "warm", "good")
     out = capsys.readouterr().out
     assert "good: 1 written, 0 skipped, 0 failed" in out
     with pytest.raises(SystemExit) as exit_:
-        call_command("cache_warm", "--all")
+        call_command("cache", "warm", "--all")
     assert exit_.value.code == 1
     out = capsys.readouterr().out
     assert "bad: 0 written, 0 skipped, 1 failed" in out and "RuntimeError: down" in out
     with pytest.raises(SystemExit) as exit_:
-        call_command("cache_warm", "good", "missing")
+        call_command("cache", "warm", "good", "missing")
     assert exit_.value.code == 2
     assert "unknown warmer(s): missing" in capsys.readouterr().err
-    call_command("cache_warm", "--list")
+    call_command("cache", "warm", "--list")
     assert "bad" in capsys.readouterr().out
 
 
@@ -199,7 +199,7 @@ def test_the_command_through_celery_eager(capsys: pytest.CaptureFixture[str]) ->
     def eager() -> dict[str, int]:
         return {"e": 1}
 
-    call_command("cache_warm", "eager", "--celery")
+    call_command("cache", "warm", "eager", "--celery")
     assert "eager: 1 written" in capsys.readouterr().out
     assert caches["default"].get("e") == 1
 

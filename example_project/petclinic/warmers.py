@@ -1,6 +1,6 @@
 """Cache warmers of the pet clinic, found by lexigram_cache_django when apps are ready.
 
-``manage.py cache_warm --all`` runs them in process; ``celery -A example_project beat``
+``manage.py cache warm --all`` runs them in process; ``celery -A example_project beat``
 runs them on their ``every`` schedule, and a change to a pet re-warms the species counts
 after the commit (``rewarm=True``), so the next reader finds them computed.
 """

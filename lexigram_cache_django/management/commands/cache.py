@@ -1,9 +1,12 @@
-"""``manage.py cache_warm [NAME ...] [--all] [--celery]``: run cache warmers.
+"""``manage.py cache <subcommand>``: what an operator does to the caches.
 
+One command, one argparse subparser per subcommand. Built so far:
+
+``cache warm [NAME ...] [--all] [--list] [--celery [--wait S]]`` runs cache warmers.
 Exit status: 0 when every warmer wrote without failures, 1 when any item (or a warmer's
 own function) failed, 2 when a name is not a registered warmer (nothing is run then).
 In process by default; ``--celery`` enqueues the ``lexigram_cache_django.warm`` task per
-warmer and follows its progress. To be folded into ``manage.py cache warm``.
+warmer and follows its progress.
 """
 
 from __future__ import annotations
@@ -17,9 +20,23 @@ from lexigram_cache_django import warming
 
 
 class Command(BaseCommand):
-    help = "Fill caches ahead of readers with the registered warmers (warmers.py of apps)."
+    help = "Operate the caches. Subcommands: warm (docs/warming.md)."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+        warm = sub.add_parser(
+            "warm", help="fill caches ahead of readers with the registered warmers"
+        )
+        self._warm_arguments(warm)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["subcommand"] == "warm":
+            self._warm(**options)
+
+    # -- warm ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _warm_arguments(parser: Any) -> None:
         parser.add_argument("names", nargs="*", metavar="NAME", help="warmers to run")
         parser.add_argument("--all", action="store_true", help="run every registered warmer")
         parser.add_argument("--list", action="store_true", help="list the warmers and exit")
@@ -30,7 +47,7 @@ class Command(BaseCommand):
             "--wait", type=float, default=600.0, help="seconds to follow --celery tasks"
         )
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def _warm(self, **options: Any) -> None:
         known = warming.registry()
         if options["list"]:
             for name, w in sorted(known.items()):
