@@ -1,5 +1,6 @@
 # Shared set-up steps for scripts/demo.sh and scripts/test.sh (sourced, not run).
-# Creates .venv with Python >= 3.11 and installs the project into it.
+# Creates .venv with Python >= 3.11 and installs the project into it; the test command
+# also makes .venv312 (Python 3.12, Django 6.1) for its second leg.
 
 die() { printf '\n*** %s\n' "$*" >&2; exit 1; }
 
@@ -32,49 +33,77 @@ ensure_debian_packages() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Python 3.12 for the Django 6.1 leg (Django 6.x needs Python >= 3.12): $PYTHON312, then
+# pyenv's 3.12 builds (the bare pyenv shim "python3.12" can fail where no 3.12 is selected),
+# then python3.12 on PATH.
+find_python312() {
+    local candidate root
+    root=$(pyenv root 2>/dev/null || true)
+    for candidate in "${PYTHON312:-}" ${root:+"$root"/versions/3.12.*/bin/python} python3.12; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
 # Create .venv if needed and install the project, editable, with extras $1 (e.g. "all")
-# and any further pip arguments (e.g. --group dev). The install is skipped when this request's
-# stamp in .venv holds the hash of the current pyproject.toml and the package imports from
-# this checkout: one stamp per request, so demo.sh and test.sh do not undo each other's.
+# and any further pip arguments (e.g. --group dev).
 ensure_venv() {
-    local extras=$1
-    shift
-    local python stamp wanted
+    local python
     python=$(find_python) || die "Python >= 3.11 not found (set PYTHON=/path/to/python3.11)"
-    if [ ! -x .venv/bin/python ]; then
-        echo "==> creating .venv with $python"
-        if ! "$python" -m venv .venv 2>/dev/null; then
-            rm -rf .venv
+    ensure_venv_at .venv "$python" "$@"
+}
+
+# Create the virtualenv $1 with the interpreter $2 if needed and install the project into it,
+# editable, with extras $3 and any further pip arguments. The install is skipped when this
+# request's stamp in the venv holds the hash of the current pyproject.toml and the package
+# imports from this checkout: one stamp per request, so demo.sh and test.sh do not undo
+# each other's.
+ensure_venv_at() {
+    local venv=$1 python=$2 extras=$3
+    shift 3
+    local stamp wanted
+    if [ ! -x "$venv/bin/python" ]; then
+        echo "==> creating $venv with $python"
+        if ! "$python" -m venv "$venv" 2>/dev/null; then
+            rm -rf "$venv"
             ensure_debian_packages "false:python3-venv"
-            "$python" -m venv .venv
+            "$python" -m venv "$venv"
         fi
     fi
-    stamp=.venv/.lexigram-installed-$(printf '%s' "[$extras] $*" | sha256 | cut -c1-16)
-    wanted=$(sha256 <pyproject.toml)
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && installed_here; then
+    stamp=$venv/.lexigram-installed-$(printf '%s' "[$extras] $*" | sha256 "$venv" | cut -c1-16)
+    wanted=$(sha256 "$venv" <pyproject.toml)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && installed_here "$venv"; then
         return 0
     fi
     rm -f "$stamp"
-    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip>=25.1"
-    echo "==> pip install -e .[$extras] $*"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade "pip>=25.1"
+    echo "==> pip install -e .[$extras] $* (into $venv)"
     # setuptools' editable install of a flat layout ends with an "Editable installation."
     # notice (an InformationOnly warning: "be careful with folders named like the package"),
     # which pip >= 25 shows as a boxed BuildBackendWarning on every install. It asks nothing
     # of us; silence exactly that message in the build backend, which inherits PYTHONWARNINGS.
     PYTHONWARNINGS="ignore:Editable installation" \
-        .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]" "$@"
-    installed_here || die "the editable install does not import lexigram_cache_django from $PWD"
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extras]" "$@"
+    installed_here "$venv" ||
+        die "the editable install in $venv does not import lexigram_cache_django from $PWD"
     printf '%s\n' "$wanted" >"$stamp"
 }
 
+# sha256 of standard input, with the venv $1's Python (default .venv).
 sha256() {
-    .venv/bin/python -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
+    "${1:-.venv}/bin/python" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
 }
 
-# Whether .venv imports the package from this checkout (not a stale or moved install).
-# -I: without the current directory on sys.path, which would always find ./lexigram_cache_django.
+# Whether the venv $1 (default .venv) imports the package from this checkout (not a stale
+# or moved install). -I: without the current directory on sys.path, which would always find
+# ./lexigram_cache_django.
 installed_here() {
-    .venv/bin/python -I -c 'import os, sys, lexigram_cache_django as p
+    "${1:-.venv}/bin/python" -I -c 'import os, sys, lexigram_cache_django as p
 sys.exit(not os.path.realpath(p.__file__).startswith(os.path.realpath(sys.argv[1]) + os.sep))' \
         "$PWD" 2>/dev/null
 }

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Set up and run every check: ruff (lint + format), mypy, pytest, and Django's own cache
-# test suite against each backend (tests/django_suite). Installs redis-server and memcached
-# with apt-get when they are missing and we run as root. Exits non-zero if anything failed.
-# The last line is "N passed, N failed": pytest's and Django's suite's tests, plus one failed
-# for each other step that failed.
+# Set up and run every check: ruff (lint + format), mypy, and then two legs, each with pytest
+# and Django's own cache test suite against each backend (tests/django_suite):
+#   - Python 3.11 with Django 5.2 LTS (.venv), and
+#   - Python 3.12 with Django 6.1 (.venv312; Django 6.x needs Python >= 3.12).
+# The legs run side by side (LEXIGRAM_LEGS=sequential runs them one after the other); the
+# 3.12 leg's output is printed after the 3.11 leg's. Installs redis-server and memcached with
+# apt-get when they are missing and we run as root. Exits non-zero if anything failed.
+# The last line is "N passed, N failed": pytest's and Django's suite's tests of both legs,
+# plus one failed for each other step that failed. Arguments go to both pytest runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -11,9 +15,10 @@ cd "$(dirname "$0")/.."
 set -e
 ensure_debian_packages "redis-server:redis-server" "memcached:memcached"
 ensure_venv all --group dev
+PY312=$(find_python312) || die "Python 3.12 not found for the Django 6.1 leg (set PYTHON312=/path/to/python3.12)"
+ensure_venv_at .venv312 "$PY312" all --group dev "Django>=6.1,<6.2"
 set +e
 
-PY=.venv/bin/python
 export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" # reproducible examples, no database
 LOGS=$(mktemp -d)
 trap 'rm -rf "$LOGS"' EXIT
@@ -40,7 +45,7 @@ count() {
 step() {
     local name=$1 log status
     shift
-    log="$LOGS/${#failed[@]}-$RANDOM.log"
+    log=$(mktemp -p "$LOGS" step.XXXXXX)
     printf '\n==> %s\n' "$name"
     "$@" 2>&1 | tee "$log"
     status=${PIPESTATUS[0]}
@@ -53,36 +58,75 @@ step() {
     fi
 }
 
+# suite PYTHON LEG NAME ARGS...: one run of Django's cache suite, by tests/django_suite.
 suite() {
-    local name=$1
-    shift
-    step "$name" "$PY" -m tests.django_suite --python "$PY" --pythonpath . --verbosity 1 "$@"
+    local py=$1 leg=$2 name=$3
+    shift 3
+    step "django suite [$leg]: $name" "$py" -m tests.django_suite --python "$py" --pythonpath . \
+        --verbosity 1 "$@"
 }
 
 step "ruff check" .venv/bin/ruff check .
 step "ruff format --check" .venv/bin/ruff format --check .
 step "mypy" .venv/bin/mypy
-step "pytest" "$PY" -m pytest -q -rf -p no:cacheprovider "$@"
 
 MEMORY=lexigram_cache_django.backends.memory.MemoryCache
 REDIS=lexigram_cache_django.backends.redis.RedisCache
 MEMCACHED=lexigram_cache_django.backends.memcached.MemcachedCache
-suite "django suite: memory/base" --backend "$MEMORY" --flavor base
-suite "django suite: memory/locmem" --backend "$MEMORY" --flavor locmem --skip-internals
-suite "django suite: redis/redis" --backend "$REDIS" --flavor redis --skip-internals
-suite "django suite: redis/base" --backend "$REDIS" --flavor base --server redis \
-    --location "redis://127.0.0.1:{port}" --exclude-aliases cull,zero_cull \
-    --incr-decr-error "${REDIS_INCR_ERROR:-lexigram_cache_django.exceptions.CacheIncrError}"
-suite "django suite: memcached/memcached" --backend "$MEMCACHED" --flavor memcached \
-    --skip-internals
 TIERED=lexigram_cache_django.backends.tiered.TieredCache
 L1='{"BACKEND": "'$MEMORY'", "LOCATION": "suite-l1"}'
-suite "django suite: tiered(memory+redis)/base" --backend "$TIERED" --flavor base \
-    --server redis --exclude-aliases cull,zero_cull \
-    --options '{"L1": '"$L1"', "L2": {"BACKEND": "'$REDIS'", "LOCATION": "redis://127.0.0.1:{port}/0"}}'
-suite "django suite: tiered(memory+memcached)/base" --backend "$TIERED" --flavor base \
-    --server memcached --exclude-aliases cull,zero_cull \
-    --options '{"L1": '"$L1"', "L2": {"BACKEND": "'$MEMCACHED'", "LOCATION": "127.0.0.1:{port}"}}'
+
+# leg LABEL PYTHON PYTEST-ARGS...: pytest, then Django's cache suite on every backend.
+leg() {
+    local leg=$1 py=$2
+    shift 2
+    step "pytest [$leg]" "$py" -m pytest -q -rf -p no:cacheprovider "$@"
+    suite "$py" "$leg" "memory/base" --backend "$MEMORY" --flavor base
+    suite "$py" "$leg" "memory/locmem" --backend "$MEMORY" --flavor locmem --skip-internals
+    suite "$py" "$leg" "redis/redis" --backend "$REDIS" --flavor redis --skip-internals
+    suite "$py" "$leg" "redis/base" --backend "$REDIS" --flavor base --server redis \
+        --location "redis://127.0.0.1:{port}" --exclude-aliases cull,zero_cull \
+        --incr-decr-error "${REDIS_INCR_ERROR:-lexigram_cache_django.exceptions.CacheIncrError}"
+    suite "$py" "$leg" "memcached/memcached" --backend "$MEMCACHED" --flavor memcached \
+        --skip-internals
+    suite "$py" "$leg" "tiered(memory+redis)/base" --backend "$TIERED" --flavor base \
+        --server redis --exclude-aliases cull,zero_cull \
+        --options '{"L1": '"$L1"', "L2": {"BACKEND": "'$REDIS'", "LOCATION": "redis://127.0.0.1:{port}/0"}}'
+    suite "$py" "$leg" "tiered(memory+memcached)/base" --backend "$TIERED" --flavor base \
+        --server memcached --exclude-aliases cull,zero_cull \
+        --options '{"L1": '"$L1"', "L2": {"BACKEND": "'$MEMCACHED'", "LOCATION": "127.0.0.1:{port}"}}'
+}
+
+py_leg() { printf 'Python %s, Django %s' "$("$1" -c 'import sys; print(sys.version.split()[0])')" \
+    "$("$1" -c 'import django; print(django.__version__)')"; }
+LEG311="$(py_leg .venv/bin/python)"
+LEG312="$(py_leg .venv312/bin/python)"
+
+if [ "${LEXIGRAM_LEGS:-parallel}" = sequential ]; then
+    leg "$LEG311" .venv/bin/python "$@"
+    leg "$LEG312" .venv312/bin/python "$@"
+else
+    # The 3.12 leg in a subshell beside this one: its output to a file, its counts to another.
+    (
+        failed=() passed_tests=0 failed_tests=0
+        leg "$LEG312" .venv312/bin/python "$@"
+        printf '%s\n' "$passed_tests" "$failed_tests" "${failed[@]}" >"$LOGS/leg312.counts"
+    ) >"$LOGS/leg312.out" 2>&1 &
+    leg312=$!
+    leg "$LEG311" .venv/bin/python "$@"
+    wait "$leg312"
+    printf '\n==== the %s leg (it ran beside the one above) ====\n' "$LEG312"
+    cat "$LOGS/leg312.out"
+    if [ -f "$LOGS/leg312.counts" ]; then
+        mapfile -t counts <"$LOGS/leg312.counts"
+        passed_tests=$((passed_tests + counts[0]))
+        failed_tests=$((failed_tests + counts[1]))
+        failed+=("${counts[@]:2}")
+    else
+        failed+=("the $LEG312 leg (it ended without its counts)")
+        failed_tests=$((failed_tests + 1))
+    fi
+fi
 
 printf '\n'
 if [ ${#failed[@]} -ne 0 ]; then
