@@ -6,7 +6,8 @@ after) on redis-py, with hiredis when installed. Django's API, tags, locks and t
 fail-open policy come from :class:`~..remote.RemoteCache`; this module holds only what is
 Redis's own: LOCATION and pool options, Django timeouts as ``PX`` milliseconds, ``clear()``
 by prefix with SCAN + UNLINK, the django-redis extensions (``ttl``, ``persist``,
-``keys``, ``delete_pattern``, ``get_client``, ...) and server figures from ``INFO``.
+``keys``, ``delete_pattern``, ``get_client``, ...) and server figures from ``INFO``;
+the data-structure commands are mixins (:mod:`.commands`).
 
 Why it is fast: commands go straight to a pooled connection (``send_command`` +
 ``read_response``) through our lean pools (:mod:`.pools`) instead of ``redis.Redis``'s
@@ -31,6 +32,9 @@ from ...conf import mask_location
 from ...exceptions import CacheConfigurationError, CacheServerError
 from ..remote import RemoteCache
 from .client import SCAN_COUNT, RedisClient
+from .hashes import HashCommands
+from .sets import SetCommands
+from .sorted_sets import SortedSetCommands
 
 #: Defaults (see conf.py for why): connect fast or fail (a healthy server accepts in well
 #: under a millisecond); 1 s bounds what a stalled server can add to a call.
@@ -105,8 +109,13 @@ def pool_options(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return {**kwargs, "timeout": socket_timeout if pool_timeout is None else pool_timeout}, kwargs
 
 
-class RedisCache(RemoteCache):
-    """Redis through redis-py: Django's API, django-redis's extensions, sync and async."""
+class RedisCache(RemoteCache, HashCommands, SetCommands, SortedSetCommands):
+    """Redis through redis-py: Django's API, django-redis's extensions, sync and async.
+
+    The hash, set and sorted-set commands (and ``expire_at``, ``pexpire_at``,
+    ``pexpire``) come from the mixins in :mod:`.hashes`, :mod:`.sets`,
+    :mod:`.sorted_sets` and :mod:`.commands`.
+    """
 
     backend_name = "redis"
 
@@ -204,13 +213,6 @@ class RedisCache(RemoteCache):
 
     async def aexpire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
         return await self.atouch(key, timeout, version)
-
-    def pexpire(self, key: Any, timeout: int, version: int | None = None) -> bool:
-        """Set a key's timeout in milliseconds."""
-        return self._on_primary("PEXPIRE", key, version, int(timeout))
-
-    async def apexpire(self, key: Any, timeout: int, version: int | None = None) -> bool:
-        return await self._aon_primary("PEXPIRE", key, version, int(timeout))
 
     def persist(self, key: Any, version: int | None = None) -> bool:
         """Remove a key's timeout; True if it had one (Redis ``PERSIST``)."""
