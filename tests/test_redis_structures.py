@@ -382,8 +382,10 @@ def test_get_redis_connection(redis_server: Server) -> None:
         try:
             conn = get_redis_connection("default")
             assert isinstance(conn, redis.Redis)
-            caches["default"].hset("h", "f", 1)
-            assert conn.hget(caches["default"].make_key("h"), "f") == b"1"
+            cache = caches["default"]
+            assert isinstance(cache, RedisCache)
+            cache.hset("h", "f", 1)
+            assert conn.hget(cache.make_key("h"), "f") == b"1"
             assert isinstance(get_redis_connection("default", write=False), redis.Redis)
             with pytest.raises(NotImplementedError):
                 get_redis_connection("mem")
