@@ -7,12 +7,12 @@ Lua scripts; ``commands.py``, ``hashes.py``, ``sets.py``, ``sorted_sets.py`` dja
 data-structure commands; ``connection.py`` ``get_redis_connection``.
 """
 
+from ..patterns import glob_escape
 from .cache import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SOCKET_TIMEOUT,
     RedisCache,
-    glob_escape,
     milliseconds,
     split_servers,
 )

@@ -30,6 +30,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from ... import conf
 from ...conf import mask_location
 from ...exceptions import CacheConfigurationError, CacheServerError
+from ..patterns import glob_escape, key_unmaker
 from ..remote import RemoteCache
 from .client import SCAN_COUNT, RedisClient
 from .hashes import HashCommands
@@ -51,12 +52,6 @@ _NO_SETINFO: dict[str, Any] = (
     if "driver_info" in inspect.signature(redis.connection.AbstractConnection.__init__).parameters
     else {"lib_name": None, "lib_version": None}
 )
-_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
-
-
-def glob_escape(text: str) -> str:
-    """Escape SCAN MATCH wildcards, so a KEY_PREFIX like ``site[1]`` matches literally."""
-    return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
 def milliseconds(ttl: float | None) -> int | None:
@@ -308,15 +303,8 @@ class RedisCache(RemoteCache, HashCommands, SetCommands, SortedSetCommands):
     def _key_unmaker(self, version: int | None) -> Callable[[bytes], str]:
         """Final key -> the key the user passed, when KEY_FUNCTION keeps it verbatim."""
         version = self.version if version is None else version
-        head, sep, tail = str(self.key_func("\x00", self.key_prefix, version)).partition("\x00")
-
-        def unmake(raw: bytes) -> str:
-            key = raw.decode(errors="replace")
-            if sep and key.startswith(head) and key.endswith(tail):
-                return key[len(head) : len(key) - len(tail)]
-            return key
-
-        return unmake
+        unmake = key_unmaker(self.key_func, self.key_prefix, version)
+        return lambda raw: unmake(raw.decode(errors="replace"))
 
     # -- metrics -----------------------------------------------------------------------
 
