@@ -348,19 +348,19 @@ def test_lock_takes_redis_py_arguments(redis_server: Server) -> None:
     other.start()
     other.join()
     assert seen == [None]  # thread_local (the default): the token is this thread's
-    with pytest.raises(LockError):
-        errors: list[Exception] = []
+    errors: list[Exception] = []
 
-        def release_elsewhere() -> None:
-            try:
-                shared.release()
-            except LockError as exc:
-                errors.append(exc)
+    def release_elsewhere() -> None:
+        try:
+            shared.release()
+        except LockError as exc:
+            errors.append(exc)
 
-        thread = threading.Thread(target=release_elsewhere)
-        thread.start()
-        thread.join()
-        raise errors[0]
+    thread = threading.Thread(target=release_elsewhere)
+    thread.start()
+    thread.join()
+    assert len(errors) == 1  # another thread does not hold it
+    assert shared.locked() and shared.owned()
     shared.release()
     handed = cache.lock("job2", timeout=5, thread_local=False)
     assert handed.acquire()
@@ -484,6 +484,16 @@ async def test_dead_server_fails_open_async(
 def test_dead_server_iterators_yield_nothing(dead_server: Server) -> None:
     cache = make(dead_server.url)
     assert list(cache.sscan_iter("s")) == []
+
+
+def test_dead_server_opens_the_breaker_so_later_calls_send_nothing(dead_server: Server) -> None:
+    """The commands share the backend's breaker: after a few refusals they short-circuit."""
+    cache = make(dead_server.url)
+    for _ in range(10):
+        assert cache.smembers("s") == set()
+        assert cache.zadd("z", {"a": 1}) == 0
+    assert cache.counters.short_circuited >= 1
+    assert cache.health()["status"] != "up"
 
 
 def test_killed_server_with_fail_silently_off_raises(redis_server: Server) -> None:
