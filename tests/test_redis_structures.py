@@ -508,3 +508,25 @@ def test_killed_server_with_fail_silently_off_raises(redis_server: Server) -> No
             cache.zadd("z", {"a": 1})
     finally:
         server.stop()
+
+
+def test_unreadable_values_and_members_are_left_out_and_counted(
+    cache: RedisCache, raw: redis.Redis
+) -> None:
+    """Written by another program: logged and counted, as ``get`` treats such an entry."""
+    cache.hset("h", "ok", "fine")
+    raw.hset(cache.make_key("h"), "alien", b"\xff\xfenot ours")
+    cache.sadd("s", "ok")
+    raw.sadd(cache.make_key("s"), b"\xff\xfenot ours")
+    cache.zadd("z", {"ok": 1})
+    raw.zadd(cache.make_key("z"), {b"\xff\xfenot ours": 2})
+    errors = cache.counters.errors
+    assert cache.hget("h", "alien") is None
+    assert cache.hgetall("h") == {"ok": "fine"}
+    assert cache.hmget("h", "ok", "alien") == ["fine", None]
+    assert cache.smembers("s") == {"ok"}
+    assert cache.sscan("s") == {"ok"}
+    assert cache.zrange("z", 0, -1) == ["ok"]
+    assert cache.zrange("z", 0, -1, withscores=True) == [("ok", 1.0)]
+    assert cache.zpopmax("z") is None  # the unreadable one was popped
+    assert cache.counters.errors == errors + 8

@@ -17,7 +17,9 @@ the empty value of the type the call returns, so ``len()`` and ``+`` keep workin
 
 Keys are made with the alias's ``KEY_PREFIX``, ``VERSION`` and ``KEY_FUNCTION``
 (``make_and_validate_key``), so ``clear()``, ``delete_pattern`` and versions reach them.
-Values and members go through the alias's codec (serializer, compression). Set and
+Values and members go through the alias's codec (serializer, compression); one that
+cannot be decoded (written by another program or serializer) is logged, counted in
+``errors`` and left out (None for a single value), as ``get`` treats such an entry. Set and
 sorted-set members must encode the same way every time to be found again, so they refuse
 an alias with ``ENCRYPTION_KEY`` (its ciphertexts are randomized); hash values are values,
 not members, and may be encrypted.
@@ -36,11 +38,13 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from ...codec import Codec
-from ...exceptions import CacheConfigurationError, CacheServerError
+from ...exceptions import CacheConfigurationError, CacheDecodeError, CacheServerError
 from .client import RedisClient
 from .pools import AsyncPool, SyncPool
 
 _T = TypeVar("_T")
+#: What a member or value that cannot be decoded becomes before it is left out.
+UNREADABLE: Any = object()
 
 
 class RedisHost(Protocol):
@@ -56,6 +60,8 @@ class RedisHost(Protocol):
     def _failed(self, operation: str, exc: CacheServerError, default: _T) -> _T: ...
 
     def _expiry(self, timeout: Any) -> int | None: ...
+
+    def discard_undecodable(self, key: str, exc: CacheDecodeError) -> None: ...
 
 
 if TYPE_CHECKING:
@@ -125,8 +131,26 @@ class RedisCommands(_Host):
     def _members(self, values: Iterable[Any]) -> list[bytes]:
         return [self._member(value) for value in values]
 
-    def _decode(self, data: bytes | None) -> Any:
-        return None if data is None else self.codec.decode(data)
+    def _decoded(self, data: bytes, key: str) -> Any:
+        """A stored value or member, or UNREADABLE (logged and counted, as ``get`` treats
+        an unreadable entry: written by another serializer or program, or corrupt)."""
+        try:
+            return self.codec.decode(data)
+        except CacheDecodeError as exc:
+            self.discard_undecodable(key, exc)
+            return UNREADABLE
+
+    def _decode(self, data: bytes | None, key: str) -> Any:
+        """One value; None if absent or unreadable."""
+        if data is None:
+            return None
+        value = self._decoded(data, key)
+        return None if value is UNREADABLE else value
+
+    def _decode_all(self, items: Iterable[bytes], key: str) -> list[Any]:
+        """Values or members, leaving out the unreadable ones."""
+        decoded = (self._decoded(data, key) for data in items)
+        return [value for value in decoded if value is not UNREADABLE]
 
     def _keys(self, keys: Iterable[Any], version: int | None) -> list[str]:
         return [self.make_and_validate_key(key, version) for key in keys]

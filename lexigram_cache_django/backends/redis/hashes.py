@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .commands import RedisCommands
+from .commands import UNREADABLE, RedisCommands
 
 
 def _field(field: Any) -> bytes:
@@ -51,40 +51,41 @@ class HashCommands(RedisCommands):
     def hget(self, name: Any, key: Any, version: int | None = None) -> Any:
         """The value of field ``key``, or None."""
         made = self.make_and_validate_key(name, version)
-        return self._decode(self._read("hget", None, "HGET", made, _field(key)))
+        return self._decode(self._read("hget", None, "HGET", made, _field(key)), made)
 
     async def ahget(self, name: Any, key: Any, version: int | None = None) -> Any:
         made = self.make_and_validate_key(name, version)
-        return self._decode(await self._aread("hget", None, "HGET", made, _field(key)))
+        return self._decode(await self._aread("hget", None, "HGET", made, _field(key)), made)
 
     def hgetall(self, name: Any, version: int | None = None) -> dict[str, Any]:
         """Every field and value of the hash ({} if it does not exist)."""
         made = self.make_and_validate_key(name, version)
-        return self._fields(self._read("hgetall", [], "HGETALL", made))
+        return self._fields(self._read("hgetall", [], "HGETALL", made), made)
 
     async def ahgetall(self, name: Any, version: int | None = None) -> dict[str, Any]:
         made = self.make_and_validate_key(name, version)
-        return self._fields(await self._aread("hgetall", [], "HGETALL", made))
+        return self._fields(await self._aread("hgetall", [], "HGETALL", made), made)
 
-    def _fields(self, reply: Any) -> dict[str, Any]:
+    def _fields(self, reply: Any, made: str) -> dict[str, Any]:
         if isinstance(reply, dict):  # RESP3
             pairs = list(reply.items())
         else:
             pairs = list(zip(reply[::2], reply[1::2]))
-        return {field.decode(): self.codec.decode(data) for field, data in pairs}
+        decoded = {field.decode(): self._decoded(data, made) for field, data in pairs}
+        return {field: value for field, value in decoded.items() if value is not UNREADABLE}
 
     def hmget(self, name: Any, *keys: Any, version: int | None = None) -> list[Any]:
         """The values of the fields, in order (None for each absent one)."""
         made = self.make_and_validate_key(name, version)
         fields = [_field(k) for k in _flat(keys)]
         replies = self._read("hmget", [None] * len(fields), "HMGET", made, *fields)
-        return [self._decode(data) for data in replies]
+        return [self._decode(data, made) for data in replies]
 
     async def ahmget(self, name: Any, *keys: Any, version: int | None = None) -> list[Any]:
         made = self.make_and_validate_key(name, version)
         fields = [_field(k) for k in _flat(keys)]
         replies = await self._aread("hmget", [None] * len(fields), "HMGET", made, *fields)
-        return [self._decode(data) for data in replies]
+        return [self._decode(data, made) for data in replies]
 
     def hdel(self, name: Any, *keys: Any, version: int | None = None) -> int:
         """Remove fields; how many existed."""

@@ -38,15 +38,14 @@ class SetCommands(RedisCommands):
 
     def smembers(self, key: Any, version: int | None = None) -> set[Any]:
         made = self.make_and_validate_key(key, version)
-        return self._set(self._read("smembers", [], "SMEMBERS", made))
+        return self._set(self._read("smembers", [], "SMEMBERS", made), made)
 
     async def asmembers(self, key: Any, version: int | None = None) -> set[Any]:
         made = self.make_and_validate_key(key, version)
-        return self._set(await self._aread("smembers", [], "SMEMBERS", made))
+        return self._set(await self._aread("smembers", [], "SMEMBERS", made), made)
 
-    def _set(self, replies: Any) -> set[Any]:
-        decode = self.codec.decode
-        return {decode(data) for data in replies}
+    def _set(self, replies: Any, key: str = "") -> set[Any]:
+        return set(self._decode_all(replies, key))
 
     def sismember(self, key: Any, member: Any, version: int | None = None) -> bool:
         made = self.make_and_validate_key(key, version)
@@ -81,34 +80,34 @@ class SetCommands(RedisCommands):
         """Remove and return a random member (None if empty), or a set of ``count``."""
         made = self.make_and_validate_key(key, version)
         args = (made,) if count is None else (made, int(count))
-        return self._some(self._write("spop", None, "SPOP", *args), count, as_set=True)
+        return self._some(self._write("spop", None, "SPOP", *args), count, made, as_set=True)
 
     async def aspop(self, key: Any, count: int | None = None, version: int | None = None) -> Any:
         made = self.make_and_validate_key(key, version)
         args = (made,) if count is None else (made, int(count))
-        return self._some(await self._awrite("spop", None, "SPOP", *args), count, as_set=True)
+        return self._some(await self._awrite("spop", None, "SPOP", *args), count, made, as_set=True)
 
     def srandmember(self, key: Any, count: int | None = None, version: int | None = None) -> Any:
         """A random member (None if empty), or a list of ``count`` (negative: may repeat)."""
         made = self.make_and_validate_key(key, version)
         args = (made,) if count is None else (made, int(count))
-        return self._some(self._read("srandmember", None, "SRANDMEMBER", *args), count)
+        return self._some(self._read("srandmember", None, "SRANDMEMBER", *args), count, made)
 
     async def asrandmember(
         self, key: Any, count: int | None = None, version: int | None = None
     ) -> Any:
         made = self.make_and_validate_key(key, version)
         args = (made,) if count is None else (made, int(count))
-        return self._some(await self._aread("srandmember", None, "SRANDMEMBER", *args), count)
+        return self._some(await self._aread("srandmember", None, "SRANDMEMBER", *args), count, made)
 
-    def _some(self, reply: Any, count: int | None, as_set: bool = False) -> Any:
+    def _some(self, reply: Any, count: int | None, key: str, as_set: bool = False) -> Any:
         """django-redis's shapes: one value without ``count``, else a set (spop) or list."""
         if reply is None:
             return None if count is None else (set() if as_set else [])
         if isinstance(reply, list):
-            decoded = [self.codec.decode(data) for data in reply]
+            decoded = self._decode_all(reply, key)
             return set(decoded) if as_set else decoded
-        return self.codec.decode(reply)
+        return self._decode(reply, key)
 
     def smove(self, source: Any, destination: Any, member: Any, version: int | None = None) -> bool:
         """Move a member between two sets (both under ``version``); True if it moved."""
@@ -209,13 +208,11 @@ class SetCommands(RedisCommands):
     ) -> Iterator[Any]:
         made = self.make_and_validate_key(key, version)
         args = self._scan_args(made, match, count)
-        decode = self.codec.decode
         pool = self._client.read_pool()  # a cursor belongs to one server
         cursor: Any = 0
         while True:
             cursor, found = self._on(pool, "sscan", (0, []), "SSCAN", made, cursor, *args)
-            for data in found:
-                yield decode(data)
+            yield from self._decode_all(found, made)
             if int(cursor) == 0:
                 return
 
@@ -224,12 +221,11 @@ class SetCommands(RedisCommands):
     ) -> AsyncIterator[Any]:
         made = self.make_and_validate_key(key, version)
         args = self._scan_args(made, match, count)
-        decode = self.codec.decode
         ap = self._client.aread_pool()
         cursor: Any = 0
         while True:
             cursor, found = await self._aon(ap, "sscan", (0, []), "SSCAN", made, cursor, *args)
-            for data in found:
-                yield decode(data)
+            for member in self._decode_all(found, made):
+                yield member
             if int(cursor) == 0:
                 return

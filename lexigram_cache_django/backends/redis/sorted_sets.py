@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .commands import RedisCommands
+from .commands import UNREADABLE, RedisCommands
 
 Bound = float | int | str
 
@@ -36,14 +36,17 @@ def _score(reply: Any) -> float | None:
 class SortedSetCommands(RedisCommands):
     """Sorted sets, with django-redis 7's names, arguments and return values."""
 
-    def _range(self, reply: Any, withscores: bool, cast: Callable[[Any], Any]) -> list[Any]:
-        decode = self.codec.decode
+    def _range(
+        self, reply: Any, withscores: bool, cast: Callable[[Any], Any], key: str
+    ) -> list[Any]:
         if withscores:
-            return [(decode(member), cast(score)) for member, score in _pairs(reply)]
-        return [decode(member) for member in reply]
+            decoded = [(self._decoded(m, key), cast(score)) for m, score in _pairs(reply)]
+            return [pair for pair in decoded if pair[0] is not UNREADABLE]
+        return self._decode_all(reply, key)
 
-    def _popped(self, reply: Any, count: int | None) -> Any:
-        pairs = [(self.codec.decode(m), float(s)) for m, s in _pairs(reply or [])]
+    def _popped(self, reply: Any, count: int | None, key: str) -> Any:
+        decoded = [(self._decoded(m, key), float(s)) for m, s in _pairs(reply or [])]
+        pairs = [pair for pair in decoded if pair[0] is not UNREADABLE]
         if count is None:
             return pairs[0] if pairs else None
         return pairs
@@ -146,27 +149,27 @@ class SortedSetCommands(RedisCommands):
         """Remove the highest: ``(member, score)`` (None if empty), or a list of ``count``."""
         made = self.make_and_validate_key(name, version)
         args = (made,) if count is None else (made, int(count))
-        return self._popped(self._write("zpopmax", [], "ZPOPMAX", *args), count)
+        return self._popped(self._write("zpopmax", [], "ZPOPMAX", *args), count, made)
 
     async def azpopmax(
         self, name: Any, count: int | None = None, version: int | None = None
     ) -> Any:
         made = self.make_and_validate_key(name, version)
         args = (made,) if count is None else (made, int(count))
-        return self._popped(await self._awrite("zpopmax", [], "ZPOPMAX", *args), count)
+        return self._popped(await self._awrite("zpopmax", [], "ZPOPMAX", *args), count, made)
 
     def zpopmin(self, name: Any, count: int | None = None, version: int | None = None) -> Any:
         """Remove the lowest: ``(member, score)`` (None if empty), or a list of ``count``."""
         made = self.make_and_validate_key(name, version)
         args = (made,) if count is None else (made, int(count))
-        return self._popped(self._write("zpopmin", [], "ZPOPMIN", *args), count)
+        return self._popped(self._write("zpopmin", [], "ZPOPMIN", *args), count, made)
 
     async def azpopmin(
         self, name: Any, count: int | None = None, version: int | None = None
     ) -> Any:
         made = self.make_and_validate_key(name, version)
         args = (made,) if count is None else (made, int(count))
-        return self._popped(await self._awrite("zpopmin", [], "ZPOPMIN", *args), count)
+        return self._popped(await self._awrite("zpopmin", [], "ZPOPMIN", *args), count, made)
 
     # -- ranges -----------------------------------------------------------------------
 
@@ -185,7 +188,7 @@ class SortedSetCommands(RedisCommands):
         args = ["ZREVRANGE" if desc else "ZRANGE", made, int(start), int(end)]
         if withscores:
             args.append("WITHSCORES")
-        return self._range(self._read("zrange", [], *args), withscores, score_cast_func)
+        return self._range(self._read("zrange", [], *args), withscores, score_cast_func, made)
 
     async def azrange(
         self,
@@ -201,7 +204,9 @@ class SortedSetCommands(RedisCommands):
         args = ["ZREVRANGE" if desc else "ZRANGE", made, int(start), int(end)]
         if withscores:
             args.append("WITHSCORES")
-        return self._range(await self._aread("zrange", [], *args), withscores, score_cast_func)
+        return self._range(
+            await self._aread("zrange", [], *args), withscores, score_cast_func, made
+        )
 
     def zrevrange(
         self,
@@ -245,7 +250,9 @@ class SortedSetCommands(RedisCommands):
         """Members with ``min <= score <= max``, lowest first; ``start``/``num`` page."""
         made = self.make_and_validate_key(name, version)
         args = self._by_score("ZRANGEBYSCORE", made, min, max, start, num, withscores)
-        return self._range(self._read("zrangebyscore", [], *args), withscores, score_cast_func)
+        return self._range(
+            self._read("zrangebyscore", [], *args), withscores, score_cast_func, made
+        )
 
     async def azrangebyscore(
         self,
@@ -261,7 +268,7 @@ class SortedSetCommands(RedisCommands):
         made = self.make_and_validate_key(name, version)
         args = self._by_score("ZRANGEBYSCORE", made, min, max, start, num, withscores)
         reply = await self._aread("zrangebyscore", [], *args)
-        return self._range(reply, withscores, score_cast_func)
+        return self._range(reply, withscores, score_cast_func, made)
 
     def zrevrangebyscore(
         self,
@@ -278,7 +285,7 @@ class SortedSetCommands(RedisCommands):
         made = self.make_and_validate_key(name, version)
         args = self._by_score("ZREVRANGEBYSCORE", made, max, min, start, num, withscores)
         reply = self._read("zrevrangebyscore", [], *args)
-        return self._range(reply, withscores, score_cast_func)
+        return self._range(reply, withscores, score_cast_func, made)
 
     async def azrevrangebyscore(
         self,
@@ -294,7 +301,7 @@ class SortedSetCommands(RedisCommands):
         made = self.make_and_validate_key(name, version)
         args = self._by_score("ZREVRANGEBYSCORE", made, max, min, start, num, withscores)
         reply = await self._aread("zrevrangebyscore", [], *args)
-        return self._range(reply, withscores, score_cast_func)
+        return self._range(reply, withscores, score_cast_func, made)
 
     # -- one member -------------------------------------------------------------------
 
