@@ -6,6 +6,8 @@ backend is checked against Redis's answers, not against a description of them.
 
 from __future__ import annotations
 
+import datetime
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -78,6 +80,23 @@ def test_expire_pexpire_and_persist(make: Maker) -> None:
     assert cache.get("k") is None
 
 
+def test_expire_at_and_pexpire_at(make: Maker) -> None:
+    cache = make()
+    cache.set("k", 1, None)
+    soon = time.time() + 100
+    assert cache.expire_at("k", int(soon)) is True
+    assert 98 <= cache.ttl("k") <= 100
+    assert cache.expire_at("k", datetime.datetime.fromtimestamp(soon + 50)) is True
+    assert 148 <= cache.ttl("k") <= 150
+    assert cache.pexpire_at("k", int((soon + 200) * 1000)) is True
+    assert 298 <= cache.ttl("k") <= 300
+    assert cache.expire_at("missing", int(soon)) is False
+    assert cache.expire_at("k", int(time.time()) - 10) is True  # in the past: deleted
+    assert cache.get("k") is None
+    with pytest.raises(TypeError):
+        cache.expire_at("k", "tomorrow")
+
+
 async def test_async_twins(make: Maker) -> None:
     cache = make()
     await cache.aset("a", 1, 60)
@@ -89,6 +108,9 @@ async def test_async_twins(make: Maker) -> None:
     assert await cache.apexpire("b", 20_000) is True
     assert 18 <= await cache.attl("b") <= 20
     assert await cache.apersist("b") is True
+    assert await cache.aexpire_at("b", int(time.time()) + 40) is True
+    assert await cache.apexpire_at("b", int(time.time() * 1000) + 40_000) is True
+    assert 38 <= await cache.attl("b") <= 40
     assert sorted(await cache.akeys("*")) == ["a", "b"]
     assert sorted([k async for k in cache.aiter_keys("?")]) == ["a", "b"]
     assert await cache.adelete_pattern("a*") == 1

@@ -5,6 +5,7 @@ for them runs its unit tests in-process:
 
 * ``ttl``/``pttl``: seconds (rounded, as Redis's ``TTL``) / milliseconds left; ``None`` if
   the key never expires; ``0`` if it does not exist;
+* ``expire_at``/``pexpire_at``: at a UNIX time (seconds / milliseconds) or a datetime;
 * ``expire(key, timeout)``: Django's timeout meaning (``None``: never, ``<= 0``: delete);
   ``pexpire(key, ms)``: milliseconds (``DEFAULT_TIMEOUT``: the alias's TIMEOUT);
   ``persist``: True only if the key had a timeout (Redis ``PERSIST``);
@@ -15,6 +16,7 @@ for them runs its unit tests in-process:
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -50,9 +52,20 @@ else:
     _Host = object
 
 
+def _seconds(when: int | float | datetime.datetime, scale: int) -> float:
+    """An absolute expiry as UNIX seconds: whole seconds (``scale`` 1) or milliseconds
+    (1000) as Redis's EXPIREAT/PEXPIREAT take them, or a datetime."""
+    if isinstance(when, datetime.datetime):
+        return when.timestamp()
+    if isinstance(when, bool) or not isinstance(when, int | float):
+        raise TypeError(f"expire_at needs a UNIX time or a datetime, not {when!r}")
+    return int(when) / scale
+
+
 class MemoryKeys(_Host):
-    """``ttl``, ``pttl``, ``expire``, ``pexpire``, ``persist``, ``keys``, ``iter_keys``,
-    ``delete_pattern`` and their async twins, for :class:`~.memory.MemoryCache`."""
+    """``ttl``, ``pttl``, ``expire``, ``pexpire``, ``expire_at``, ``pexpire_at``,
+    ``persist``, ``keys``, ``iter_keys``, ``delete_pattern`` and their async twins, for
+    :class:`~.memory.MemoryCache`."""
 
     def _left(self, key: Any, version: int | None, scale: int) -> int | None:
         made = self.make_and_validate_key(key, version)
@@ -106,6 +119,41 @@ class MemoryKeys(_Host):
 
     async def apexpire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
         return self.pexpire(key, timeout, version)
+
+    def _expire_at(self, key: Any, at: float, version: int | None) -> bool:
+        made = self.make_and_validate_key(key, version)
+        with self._store.lock:
+            entry = self._live(made)
+            if entry is None:
+                return False
+            if at <= time.time():  # in the past: deleted, as Redis EXPIREAT
+                del self._store.data[made]
+                self._stats.deletes += 1
+            else:
+                self._store.data[made] = entry._replace(expires=at)
+            return True
+
+    def expire_at(
+        self, key: Any, when: int | float | datetime.datetime, version: int | None = None
+    ) -> bool:
+        """Expire ``key`` at ``when`` (UNIX seconds or a datetime); False if it is absent."""
+        return self._expire_at(key, _seconds(when, 1), version)
+
+    async def aexpire_at(
+        self, key: Any, when: int | float | datetime.datetime, version: int | None = None
+    ) -> bool:
+        return self.expire_at(key, when, version)
+
+    def pexpire_at(
+        self, key: Any, when: int | float | datetime.datetime, version: int | None = None
+    ) -> bool:
+        """Expire ``key`` at ``when``: UNIX milliseconds or a datetime."""
+        return self._expire_at(key, _seconds(when, 1000), version)
+
+    async def apexpire_at(
+        self, key: Any, when: int | float | datetime.datetime, version: int | None = None
+    ) -> bool:
+        return self.pexpire_at(key, when, version)
 
     def persist(self, key: Any, version: int | None = None) -> bool:
         """Remove a key's timeout; True if it had one (Redis ``PERSIST``)."""
