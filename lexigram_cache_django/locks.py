@@ -48,7 +48,10 @@ class CacheLock:
     ``timeout``: seconds the lock lives unless released or renewed (None: until released;
     risky if the holder dies). ``auto_renewal``: while held, reset the lifetime to
     ``timeout`` every ``timeout / 3`` seconds, so a long critical section keeps the lock
-    and a crashed holder still loses it within ``timeout``.
+    and a crashed holder still loses it within ``timeout``. ``thread_local`` (redis-py's
+    default, True): the owner token is kept per thread, so a lock object shared by threads
+    is held only by the thread that acquired it; False lets one thread acquire and
+    another release.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class CacheLock:
         blocking_timeout: float | None = None,
         auto_renewal: bool = False,
         version: int | None = None,
+        thread_local: bool = True,
     ) -> None:
         if auto_renewal and not timeout:
             raise ValueError("auto_renewal needs a timeout to renew")
@@ -74,9 +78,26 @@ class CacheLock:
         self.blocking = blocking
         self.blocking_timeout = blocking_timeout
         self.auto_renewal = auto_renewal
-        self.token: str | None = None
+        self.thread_local = thread_local
+        self._local: threading.local | None = threading.local() if thread_local else None
+        self._token: str | None = None
         self._stop_renewal: threading.Event | None = None
         self._renewal_task: asyncio.Task[None] | None = None
+
+    @property
+    def token(self) -> str | None:
+        """This owner's token while held (per thread with ``thread_local``), else None."""
+        if self._local is None:
+            return self._token
+        token: str | None = getattr(self._local, "token", None)
+        return token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        if self._local is None:
+            self._token = value
+        else:
+            self._local.token = value
 
     def __repr__(self) -> str:
         return f"<CacheLock {self.name!r} on {self.cache!r}>"

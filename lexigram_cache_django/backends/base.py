@@ -258,10 +258,13 @@ class LexigramCache(MemoizedKeys):
         blocking_timeout: float | None = None,
         auto_renewal: bool = False,
         version: int | None = None,
+        thread_local: bool = True,
     ) -> CacheLock:
         """A lock shared by every process using this cache (names follow redis-py's Lock).
 
-        Use as ``with cache.lock("name", timeout=10):`` or ``async with``.
+        Use as ``with cache.lock("name", timeout=10):`` or ``async with``. Takes
+        django-redis's ``lock()`` keywords (``timeout``, ``sleep``, ``blocking``,
+        ``blocking_timeout``, ``thread_local``, ``version``) besides ``auto_renewal``.
         """
         return CacheLock(
             self,
@@ -272,6 +275,7 @@ class LexigramCache(MemoizedKeys):
             blocking_timeout=blocking_timeout,
             auto_renewal=auto_renewal,
             version=version,
+            thread_local=thread_local,
         )
 
     # -- tags ----------------------------------------------------------------------

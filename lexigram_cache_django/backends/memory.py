@@ -29,6 +29,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from ..codec import EntryMeta
 from ..tags import new_version
 from .base import LexigramCache
+from .memory_keys import MemoryKeys
 
 _PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 #: Types whose instances cannot be mutated, so they need no copy to stay isolated.
@@ -82,8 +83,12 @@ def _unpack(entry: Entry) -> Any:
     return pickle.loads(entry.value) if entry.pickled else entry.value
 
 
-class MemoryCache(LexigramCache):
-    """LRU + TTL cache in this process's memory; thread-safe; native async."""
+class MemoryCache(LexigramCache, MemoryKeys):
+    """LRU + TTL cache in this process's memory; thread-safe; native async.
+
+    ``ttl``, ``expire``, ``persist``, ``keys``, ``delete_pattern``, ... (as on Redis) come
+    from :class:`~.memory_keys.MemoryKeys`.
+    """
 
     backend_name = "memory"
 
@@ -327,12 +332,17 @@ class MemoryCache(LexigramCache):
             self._stats.sets += len(packed)
         return []
 
-    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+    def delete_many(  # type: ignore[override]  # the count, as on Redis
+        self, keys: Iterable[Any], version: int | None = None
+    ) -> int | None:
         made = [self.make_and_validate_key(k, version) for k in keys]
+        if not made:
+            return None  # Django's suite: None for no keys
         with self._store.lock:
             pop = self._store.data.pop
             deleted = sum(1 for key in made if pop(key, None) is not None)
             self._stats.deletes += deleted
+        return deleted
 
     def clear(self) -> None:
         with self._store.lock:
@@ -454,8 +464,10 @@ class MemoryCache(LexigramCache):
     ) -> list[Any]:
         return self.set_many(data, timeout, version, tags=tags)
 
-    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
-        self.delete_many(keys, version)
+    async def adelete_many(  # type: ignore[override]
+        self, keys: Iterable[Any], version: int | None = None
+    ) -> int | None:
+        return self.delete_many(keys, version)
 
     async def aclear(self) -> None:
         self.clear()

@@ -319,23 +319,33 @@ class RemoteCache(RemoteEntries):
             return self._failed("set_many", exc, originals)
         return self._set_many_result(originals, made, failed + rejected, len(made))
 
-    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+    def delete_many(  # type: ignore[override]  # the count, not None
+        self, keys: Iterable[Any], version: int | None = None
+    ) -> int | None:
+        """Delete keys; how many existed, as django-redis returns (None for no keys, as
+        Django's suite wants; None too where the server does not say: memcached)."""
         made = [self.make_and_validate_key(k, version) for k in keys]
         if not made:
-            return
+            return None
         try:
-            self._stats.deletes += self._client.delete_many(made) or 0
+            deleted = self._client.delete_many(made)
         except CacheServerError as exc:
-            self._failed("delete_many", exc, None)
+            return self._failed("delete_many", exc, 0)
+        self._stats.deletes += deleted or 0
+        return deleted
 
-    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+    async def adelete_many(  # type: ignore[override]
+        self, keys: Iterable[Any], version: int | None = None
+    ) -> int | None:
         made = [self.make_and_validate_key(k, version) for k in keys]
         if not made:
-            return
+            return None
         try:
-            self._stats.deletes += await self._client.adelete_many(made) or 0
+            deleted = await self._client.adelete_many(made)
         except CacheServerError as exc:
-            self._failed("delete_many", exc, None)
+            return self._failed("delete_many", exc, 0)
+        self._stats.deletes += deleted or 0
+        return deleted
 
     def clear(self) -> None:
         try:

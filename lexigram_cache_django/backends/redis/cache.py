@@ -6,7 +6,8 @@ after) on redis-py, with hiredis when installed. Django's API, tags, locks and t
 fail-open policy come from :class:`~..remote.RemoteCache`; this module holds only what is
 Redis's own: LOCATION and pool options, Django timeouts as ``PX`` milliseconds, ``clear()``
 by prefix with SCAN + UNLINK, the django-redis extensions (``ttl``, ``persist``,
-``keys``, ``delete_pattern``, ``get_client``, ...) and server figures from ``INFO``.
+``keys``, ``delete_pattern``, ``get_client``, ...) and server figures from ``INFO``;
+the data-structure commands are mixins (:mod:`.commands`).
 
 Why it is fast: commands go straight to a pooled connection (``send_command`` +
 ``read_response``) through our lean pools (:mod:`.pools`) instead of ``redis.Redis``'s
@@ -29,8 +30,12 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from ... import conf
 from ...conf import mask_location
 from ...exceptions import CacheConfigurationError, CacheServerError
+from ..patterns import glob_escape, key_unmaker
 from ..remote import RemoteCache
 from .client import SCAN_COUNT, RedisClient
+from .hashes import HashCommands
+from .sets import SetCommands
+from .sorted_sets import SortedSetCommands
 
 #: Defaults (see conf.py for why): connect fast or fail (a healthy server accepts in well
 #: under a millisecond); 1 s bounds what a stalled server can add to a call.
@@ -47,12 +52,6 @@ _NO_SETINFO: dict[str, Any] = (
     if "driver_info" in inspect.signature(redis.connection.AbstractConnection.__init__).parameters
     else {"lib_name": None, "lib_version": None}
 )
-_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
-
-
-def glob_escape(text: str) -> str:
-    """Escape SCAN MATCH wildcards, so a KEY_PREFIX like ``site[1]`` matches literally."""
-    return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
 def milliseconds(ttl: float | None) -> int | None:
@@ -105,8 +104,13 @@ def pool_options(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return {**kwargs, "timeout": socket_timeout if pool_timeout is None else pool_timeout}, kwargs
 
 
-class RedisCache(RemoteCache):
-    """Redis through redis-py: Django's API, django-redis's extensions, sync and async."""
+class RedisCache(RemoteCache, HashCommands, SetCommands, SortedSetCommands):
+    """Redis through redis-py: Django's API, django-redis's extensions, sync and async.
+
+    The hash, set and sorted-set commands (and ``expire_at``, ``pexpire_at``,
+    ``pexpire``) come from the mixins in :mod:`.hashes`, :mod:`.sets`,
+    :mod:`.sorted_sets` and :mod:`.commands`.
+    """
 
     backend_name = "redis"
 
@@ -205,13 +209,6 @@ class RedisCache(RemoteCache):
     async def aexpire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
         return await self.atouch(key, timeout, version)
 
-    def pexpire(self, key: Any, timeout: int, version: int | None = None) -> bool:
-        """Set a key's timeout in milliseconds."""
-        return self._on_primary("PEXPIRE", key, version, int(timeout))
-
-    async def apexpire(self, key: Any, timeout: int, version: int | None = None) -> bool:
-        return await self._aon_primary("PEXPIRE", key, version, int(timeout))
-
     def persist(self, key: Any, version: int | None = None) -> bool:
         """Remove a key's timeout; True if it had one (Redis ``PERSIST``)."""
         return self._on_primary("PERSIST", key, version)
@@ -306,15 +303,8 @@ class RedisCache(RemoteCache):
     def _key_unmaker(self, version: int | None) -> Callable[[bytes], str]:
         """Final key -> the key the user passed, when KEY_FUNCTION keeps it verbatim."""
         version = self.version if version is None else version
-        head, sep, tail = str(self.key_func("\x00", self.key_prefix, version)).partition("\x00")
-
-        def unmake(raw: bytes) -> str:
-            key = raw.decode(errors="replace")
-            if sep and key.startswith(head) and key.endswith(tail):
-                return key[len(head) : len(key) - len(tail)]
-            return key
-
-        return unmake
+        unmake = key_unmaker(self.key_func, self.key_prefix, version)
+        return lambda raw: unmake(raw.decode(errors="replace"))
 
     # -- metrics -----------------------------------------------------------------------
 
