@@ -52,20 +52,13 @@ def fill(semantic: Any, n: int, np: Any) -> Any:
     rng = np.random.default_rng(17)
     vectors = rng.standard_normal((n, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    tags = [semantic._tag_all, semantic._scope_tag("")]
     for start in range(0, n, 1000):
         batch = {}
         for i in range(start, min(n, start + 1000)):
             digest = f"fill{i:08d}"
-            batch[index.entry_key(digest)] = {
-                "id": i + 1,
-                "scope": "",
-                "prompt": digest,
-                "norm": digest,
-                "response": f"answer {i}",
-            }
+            batch[index.entry_key(digest)] = [i + 1, "", digest, f"answer {i}", None, None, 0.0]
             index.add(i + 1, "", digest, vectors[i : i + 1], None)
-        cache.set_many(batch, None, tags=tags)
+        cache.set_many(batch, None)
     cache.set(index.seq_key, n, None)
     index.applied = n
     return vectors

@@ -125,7 +125,7 @@ def test_settings_overlay_the_defaults(settings: Settings) -> None:
     conf = semantic_settings()
     assert (conf["THRESHOLD"], conf["ALIAS"], conf["NAMESPACE"]) == (0.9, "x", "llm")
     settings.LEXIGRAM_CACHE = {}
-    assert semantic_settings()["THRESHOLD"] == 0.95
+    assert semantic_settings()["THRESHOLD"] == 0.94
 
 
 def test_cost_rule_moves_the_threshold_within_bounds() -> None:
