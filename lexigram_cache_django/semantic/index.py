@@ -99,14 +99,14 @@ class NamespaceIndex:
         self._lock = threading.RLock()
         self._sync_lock = threading.Lock()
         self._scopes: dict[str, Any] = {}
-        self._slots: dict[int, Slot] = {}
+        self.slots: dict[int, Slot] = {}
         self._by_key: dict[str, int] = {}
         self._expiry: list[tuple[float, int]] = []
         #: Hit order for eviction: a counter, cheaper than reading the clock on every hit.
-        self._clock = itertools.count()
+        self.clock = itertools.count()
         self.applied = 0
         #: scope (None: all of them) -> the number of its newest ``clear`` record.
-        self._floors: dict[str | None, int] = {}
+        self.floors: dict[str | None, int] = {}
         self._gap_since: float | None = None
         self._next_sync = 0.0
 
@@ -119,7 +119,7 @@ class NamespaceIndex:
 
     # -- reads -------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self.slots)
 
     def search(self, scope: str, query: Matrix, k: int) -> list[tuple[float, int, str]]:
         """Up to ``k`` (similarity, id, entry digest) of ``scope``, best first."""
@@ -130,19 +130,19 @@ class NamespaceIndex:
             sims, ids = index.search(query, min(k, index.ntotal))
             found = []
             for sim, id_ in zip(sims[0].tolist(), ids[0].tolist()):
-                slot = self._slots.get(id_)
+                slot = self.slots.get(id_)
                 if id_ >= 0 and slot is not None:
                     found.append((float(sim), id_, slot.key))
             return found
 
     def touch(self, id_: int) -> None:
-        slot = self._slots.get(id_)
+        slot = self.slots.get(id_)
         if slot is not None:
-            slot.last_hit = next(self._clock)
+            slot.last_hit = next(self.clock)
 
     def cleared(self, scope: str, id_: int) -> bool:
         """Whether a ``clear`` of ``scope`` (or of everything) came after entry ``id_``."""
-        floors = self._floors
+        floors = self.floors
         if not floors:
             return False
         return id_ < floors.get(scope, 0) or id_ < floors.get(None, 0)
@@ -152,7 +152,7 @@ class NamespaceIndex:
 
     def least_recently_hit(self, count: int) -> list[tuple[int, str]]:
         with self._lock:
-            slots = heapq.nsmallest(count, self._slots.items(), key=lambda kv: kv[1].last_hit)
+            slots = heapq.nsmallest(count, self.slots.items(), key=lambda kv: kv[1].last_hit)
             return [(id_, slot.key) for id_, slot in slots]
 
     # -- changes -----------------------------------------------------------------------------
@@ -160,7 +160,7 @@ class NamespaceIndex:
         """Index ``vector`` as ``id_``; an older id of the same entry is dropped first."""
         np = require_numpy()
         with self._lock:
-            if id_ in self._slots:
+            if id_ in self.slots:
                 return
             old = self._by_key.get(digest)
             if old is not None:
@@ -170,7 +170,7 @@ class NamespaceIndex:
                 index = self._faiss.IndexIDMap2(self._new_storage())
                 self._scopes[scope] = index
             index.add_with_ids(vector, np.array([id_], dtype=np.int64))
-            self._slots[id_] = Slot(scope, digest, expires, next(self._clock))
+            self.slots[id_] = Slot(scope, digest, expires, next(self.clock))
             self._by_key[digest] = id_
             if expires is not None:
                 heapq.heappush(self._expiry, (expires, id_))
@@ -189,7 +189,7 @@ class NamespaceIndex:
                 self._remove(id_)
 
     def _remove(self, id_: int) -> None:
-        slot = self._slots.pop(id_, None)
+        slot = self.slots.pop(id_, None)
         if slot is None:
             return
         if self._by_key.get(slot.key) == id_:
@@ -205,16 +205,16 @@ class NamespaceIndex:
         """Forget one scope (or all of them) after a ``clear``; the entry digests it held."""
         with self._lock:
             if scope is None:
-                digests = [slot.key for slot in self._slots.values()]
+                digests = [slot.key for slot in self.slots.values()]
                 self._scopes.clear()
-                self._slots.clear()
+                self.slots.clear()
                 self._by_key.clear()
                 self._expiry.clear()
                 return digests
             self._scopes.pop(scope, None)
             digests = []
-            for id_ in [i for i, s in self._slots.items() if s.scope == scope]:
-                slot = self._slots.pop(id_)
+            for id_ in [i for i, s in self.slots.items() if s.scope == scope]:
+                slot = self.slots.pop(id_)
                 digests.append(slot.key)
                 if self._by_key.get(slot.key) == id_:
                     del self._by_key[slot.key]
@@ -252,7 +252,7 @@ class NamespaceIndex:
                 return
             if head < self.applied:  # the alias was cleared or the counter evicted
                 self.drop_scope(None)
-                self._floors = {}
+                self.floors = {}
                 self.applied = 0
                 self._gap_since = None
             start = self.applied + 1
@@ -298,7 +298,7 @@ class NamespaceIndex:
             scope = record.get("scope")
             if scope is None or isinstance(scope, str):
                 with self._lock:
-                    self._floors = {**self._floors, scope: max(n, self._floors.get(scope, 0))}
+                    self.floors = {**self.floors, scope: max(n, self.floors.get(scope, 0))}
                     return self.drop_scope(scope)
         return []
 
