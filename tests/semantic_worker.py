@@ -2,7 +2,7 @@
 
 Run as ``python -m tests.semantic_worker`` with ``SEMANTIC_CACHE_CONFIG`` (a CACHES entry as
 JSON) and ``SEMANTIC_NAMESPACE``. Reads one JSON command a line from stdin and answers one
-JSON line on stdout: ``{"op": "store"|"lookup"|"quit", "prompt": ..., "scope": ...}``.
+JSON line on stdout: ``{"op": "store"|"lookup"|"clear"|"quit", "prompt": ..., "scope": ...}``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ def main() -> int:
         if cmd["op"] == "store":
             cache.store(cmd["prompt"], cmd["response"], cmd.get("scope", ""))
             print(json.dumps({"stored": time.time()}), flush=True)
+        elif cmd["op"] == "clear":
+            cache.clear(cmd.get("scope"))
+            print(json.dumps({"cleared": time.time()}), flush=True)
         elif cmd["op"] == "lookup":
             hit = cache.lookup(cmd["prompt"], cmd.get("scope", ""))
             answer = None if hit is None else [hit.response, hit.exact, hit.similarity]

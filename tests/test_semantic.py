@@ -141,6 +141,58 @@ def test_clear_one_scope_or_all(semantic: SemanticCache) -> None:
     assert hit is not None and hit.response == "again"
 
 
+def test_an_entry_written_back_after_a_clear_stays_gone(semantic: SemanticCache) -> None:
+    """A store racing a clear (its write lands after the clear's deletes) is not served."""
+    semantic.store(QUESTION, "old", scope="a")
+    key = semantic.entry_key(QUESTION, "a", semantic.index)
+    raced = semantic.cache.get(key)
+    semantic.clear(scope="a")
+    semantic.cache.set(key, raced, None)  # the late write of an entry numbered before the clear
+    assert semantic.lookup(QUESTION, scope="a") is None
+    assert semantic.lookup(PARAPHRASE, scope="a") is None
+    semantic.store(QUESTION, "new", scope="a")
+    hit = semantic.lookup(QUESTION, scope="a")
+    assert hit is not None and hit.response == "new"
+
+
+def test_numbers_must_match_for_a_vector_hit(semantic: SemanticCache) -> None:
+    semantic.store("What is 17 times 23?", "391", scope="m")
+    loose = SemanticCache(
+        alias=semantic.alias,
+        embedder=semantic.embedder,
+        namespace=semantic.namespace,
+        threshold=0.8,
+        numbers_must_match=False,
+    )
+    strict = SemanticCache(
+        alias=semantic.alias,
+        embedder=semantic.embedder,
+        namespace=semantic.namespace,
+        threshold=0.8,
+    )
+    assert loose.lookup("What is 17 times 24?", scope="m") is not None  # the vectors are close
+    assert strict.lookup("What is 17 times 24?", scope="m") is None
+    hit = strict.lookup("What's 17 times 23?", scope="m")
+    assert hit is not None and hit.response == "391" and not hit.exact
+
+
+def test_stats_for_alias_sums_the_alias_caches(semantic: SemanticCache) -> None:
+    from lexigram_cache_django.semantic import stats_for_alias
+
+    assert stats_for_alias("no-such-alias") is None
+    before = stats_for_alias(ALIAS)
+    assert before is not None and semantic.namespace in before["namespaces"]
+    semantic.store(QUESTION, "A web framework.", scope="s")
+    semantic.lookup(QUESTION, scope="s")
+    semantic.lookup(PARAPHRASE, scope="s")
+    semantic.lookup(UNRELATED, scope="s")
+    after = stats_for_alias(ALIAS)
+    assert after is not None
+    delta = [after[k] - before[k] for k in ("exact_hits", "semantic_hits", "misses", "lookups")]
+    assert delta == [1, 1, 1, 3]
+    assert after["mean_similarity"] is not None and 0.9 < after["mean_similarity"] <= 1.0
+
+
 def test_max_entries_evicts_the_least_recently_hit(
     alias_config: dict[str, Any], minilm: SentenceTransformerEmbedder
 ) -> None:
@@ -281,12 +333,20 @@ def test_another_process_sees_entries_within_a_second(
     assert ask(op="lookup", prompt=PARAPHRASE, scope="t")["hit"] is None
     assert ask(op="lookup", prompt=QUESTION, scope="other")["hit"] is None
 
+    # A clear in the other process empties both tiers here, within the sync delay.
+    here.store(QUESTION, "A web framework.", scope="t")
+    assert here.lookup(PARAPHRASE, scope="t") is not None
+    ask(op="clear", scope="t")
+    time.sleep(0.1)
+    assert here.lookup(QUESTION, scope="t") is None
+    assert here.lookup(PARAPHRASE, scope="t") is None
+
 
 def test_fp16_index_finds_the_same_hits(
     alias_config: dict[str, Any], minilm: SentenceTransformerEmbedder
 ) -> None:
     namespace = f"n{uuid.uuid4().hex[:8]}"
-    flat = SemanticCache(alias=ALIAS, namespace=namespace, sync_interval=0)
+    flat = SemanticCache(alias=ALIAS, namespace=namespace, sync_interval=0, index_kind="flat")
     half = SemanticCache(alias=ALIAS, namespace=namespace, sync_interval=0, index_kind="fp16")
     flat.store(QUESTION, "A web framework.", scope="t")
     flat.store("What is the capital of France?", "Paris.", scope="t")

@@ -89,6 +89,21 @@ def test_checks_report_alias_embedder_and_unknown_keys(settings: Settings) -> No
     assert [m.id for m in check_semantic()] == ["lexigram_cache.semantic.E000"]
 
 
+def test_checks_report_a_non_bool_numbers_guard(settings: Settings) -> None:
+    assert "lexigram_cache.semantic.E007" not in ids(settings, {"NUMBERS_MUST_MATCH": False})
+    settings.LEXIGRAM_CACHE = {"SEMANTIC": {"NUMBERS_MUST_MATCH": "yes"}}
+    found = [m for m in check_semantic() if m.id == "lexigram_cache.semantic.E007"]
+    assert len(found) == 1 and found[0].hint and "NUMBERS_MUST_MATCH" in found[0].msg
+
+
+def test_numbers_in_reads_the_numbers_a_prompt_names() -> None:
+    from lexigram_cache_django.semantic.cache import numbers_in
+
+    assert numbers_in("rose 3.5 % to 1,000 in 2024") == {"3.5", "1,000", "2024"}
+    assert numbers_in("What is 17 times 23?") != numbers_in("What is 17 times 24?")
+    assert numbers_in("What is Django?") == frozenset()
+
+
 def test_missing_packages_name_the_extra() -> None:
     """Without faiss and torch: the package still imports, the checks name the extra."""
     script = (
@@ -125,7 +140,7 @@ def test_settings_overlay_the_defaults(settings: Settings) -> None:
     conf = semantic_settings()
     assert (conf["THRESHOLD"], conf["ALIAS"], conf["NAMESPACE"]) == (0.9, "x", "llm")
     settings.LEXIGRAM_CACHE = {}
-    assert semantic_settings()["THRESHOLD"] == 0.95
+    assert semantic_settings()["THRESHOLD"] == 0.94
 
 
 def test_cost_rule_moves_the_threshold_within_bounds() -> None:

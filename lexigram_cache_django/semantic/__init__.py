@@ -27,6 +27,7 @@ from .embeddings import (
     SemanticDependencyError,
     SentenceTransformerEmbedder,
 )
+from .registry import semantic_caches, stats_for_alias
 
 __all__ = [
     "CostAwareCacheDecision",
@@ -39,4 +40,6 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "normalize_prompt",
     "semantic_cached",
+    "semantic_caches",
+    "stats_for_alias",
 ]

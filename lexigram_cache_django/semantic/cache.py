@@ -3,22 +3,28 @@
 ::
 
     lookup(prompt, scope)
-      |- exact:  normalise -> sha256(scope, text) -> one get()      -> hit (similarity 1.0)
+      |- exact:  normalise -> blake2b(scope, text) -> one get()     -> hit (similarity 1.0)
       |- vector: embed -> this scope's FAISS index (cosine) -> best candidates
       |          -> one get_many() of their entries -> still there, same id, same scope
       |          -> similarity >= threshold (or the cost-aware rule) -> hit
       '- miss
 
 Entries, vectors and the log live in the cache alias (``caches[alias]``, only through
-Django's public API plus ``tags=``/``invalidate_tags``), so every process sharing a Redis
-alias sees them; see ``index.py`` for how a process's index catches up.
+Django's public cache API), so every process sharing a Redis alias sees them; see
+``index.py`` for how a process's index catches up and how ``clear`` reaches every process.
+
+An entry is a list, ``[id, scope, prompt, response, model, cost, created]``: it decodes in
+half the time of a dict (the exact tier's cost on an in-process alias), and every
+serializer (JSON included) stores it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
+import re
 import threading
 import time
 import unicodedata
@@ -27,7 +33,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
@@ -36,11 +41,16 @@ from .decision import CostAwareCacheDecision
 from .embeddings import Embedder, as_matrix, resolve_embedder
 from .index import INDEX_KINDS, NamespaceIndex, encode_vector, namespace_index
 from .options import semantic_settings
+from .registry import register
 
 if TYPE_CHECKING:
     from .embeddings import Matrix
 
 VECTOR_MEMO = 256
+#: Entry keys remembered per (scope, prompt): a repeated prompt skips normalising and hashing.
+KEY_MEMO = 4096
+ID, SCOPE, PROMPT, RESPONSE, MODEL, COST, CREATED = range(7)
+ENTRY_FIELDS = 7
 
 
 @dataclass(slots=True)
@@ -62,8 +72,29 @@ def normalize_prompt(prompt: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", prompt).casefold().split())
 
 
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def numbers_in(text: str) -> frozenset[str]:
+    """The numbers a prompt names ("3.5", "2024", "1,000"): embeddings barely see them."""
+    return frozenset(_NUMBER.findall(text))
+
+
 def entry_digest(scope: str, normalized: str) -> str:
-    return hashlib.sha256(f"{scope}\x00{normalized}".encode()).hexdigest()[:40]
+    """128 bits of blake2b: ~1.5x faster than sha256 here, and collisions stay out of reach."""
+    return hashlib.blake2b(f"{scope}\x00{normalized}".encode(), digest_size=16).hexdigest()
+
+
+def as_entry(value: Any, scope: str) -> list[Any] | None:
+    """``value`` if it is an entry of ``scope`` (a list, or a tuple a serializer made)."""
+    if type(value) is not list:
+        if not isinstance(value, (list, tuple)):
+            return None
+        value = list(value)
+    entry: list[Any] = value
+    if len(entry) != ENTRY_FIELDS or entry[SCOPE] != scope or type(entry[ID]) is not int:
+        return None
+    return entry
 
 
 class SemanticCache:
@@ -82,6 +113,7 @@ class SemanticCache:
         sync_interval: float | None = None,
         top_k: int | None = None,
         index_kind: str | None = None,
+        numbers_must_match: bool | None = None,
     ) -> None:
         conf = semantic_settings()
         self.alias: str = alias or conf["ALIAS"]
@@ -110,13 +142,21 @@ class SemanticCache:
             raise CacheConfigurationError(
                 f"index kind must be one of {INDEX_KINDS}, not {self.index_kind!r}"
             )
+        self.numbers_must_match: bool = bool(
+            conf["NUMBERS_MUST_MATCH"] if numbers_must_match is None else numbers_must_match
+        )
         self._stats_lock = threading.Lock()
-        self._exact_hits = self._semantic_hits = self._misses = 0
+        self._semantic_hits = self._misses = 0
+        #: Exact hits are the hot path: ``next()`` on a count is atomic and 8x cheaper than
+        #: taking the lock (the other counters are bumped once per embedding, ~10 ms).
+        self._exact_hits = itertools.count()
         self._similarity_sum = 0.0
         self._memo: OrderedDict[str, Matrix] = OrderedDict()
         self._memo_lock = threading.Lock()
-        self._tag_all = f"semantic:{self.namespace}"
         self._index_memo: tuple[Any, NamespaceIndex] | None = None
+        self._keys: dict[tuple[str, str], str] = {}
+        self._local = threading.local()
+        register(self)
 
     # -- plumbing ----------------------------------------------------------------------------
     @property
@@ -127,7 +167,7 @@ class SemanticCache:
     @property
     def index(self) -> NamespaceIndex:
         """The process's index for this alias's current configuration (memoised by identity)."""
-        config = settings.CACHES.get(self.alias)
+        config = caches.settings.get(self.alias)
         memo = self._index_memo
         if memo is not None and memo[0] is config:
             return memo[1]
@@ -143,8 +183,30 @@ class SemanticCache:
         self._index_memo = (config, index)
         return index
 
-    def _scope_tag(self, scope: str) -> str:
-        return f"semantic:{self.namespace}:{hashlib.sha256(scope.encode()).hexdigest()[:16]}"
+    def _state(self) -> tuple[Any, Any, NamespaceIndex]:
+        """(config, backend, index) for this thread: ``caches[alias]`` costs ~1.3 µs a call.
+
+        Kept per thread (Django keeps one backend object per thread too) and dropped when
+        the alias's configuration object changes (``override_settings``, a new CACHES).
+        """
+        config = caches.settings.get(self.alias)  # settings.CACHES, 6x cheaper to reach
+        state: tuple[Any, Any, NamespaceIndex] | None = getattr(self._local, "state", None)
+        if state is not None and state[0] is config:
+            return state
+        state = (config, caches[self.alias], self.index)
+        self._local.state = state
+        return state
+
+    def entry_key(self, prompt: str, scope: str, index: NamespaceIndex) -> str:
+        """The exact tier's key for ``prompt`` in ``scope`` (memoised per process)."""
+        memo = self._keys
+        key = memo.get((scope, prompt))
+        if key is None:
+            key = index.entry_key(entry_digest(scope, normalize_prompt(prompt)))
+            if len(memo) >= KEY_MEMO:
+                memo.clear()
+            memo[(scope, prompt)] = key
+        return key
 
     def _expires(self, timeout: Any) -> float | None:
         if timeout is DEFAULT_TIMEOUT:
@@ -169,37 +231,32 @@ class SemanticCache:
 
     def _count(self, kind: str, similarity: float = 0.0) -> None:
         with self._stats_lock:
-            if kind == "exact":
-                self._exact_hits += 1
-            elif kind == "semantic":
+            if kind == "semantic":
                 self._semantic_hits += 1
                 self._similarity_sum += similarity
             else:
                 self._misses += 1
 
     # -- lookup ------------------------------------------------------------------------------
-    def _exact(
-        self, index: NamespaceIndex, digest: str, scope: str, normalized: str, entry: Any
-    ) -> SemanticHit | None:
-        if not isinstance(entry, dict) or entry.get("scope") != scope:
+    def _exact(self, index: NamespaceIndex, key: str, scope: str, value: Any) -> SemanticHit | None:
+        entry = as_entry(value, scope)
+        if entry is None or index.cleared(scope, entry[ID]):
             return None
-        if entry.get("norm") != normalized:
-            return None
-        index.touch_key(digest)
-        self._count("exact")
+        index.touch(entry[ID])
+        next(self._exact_hits)
         return self._hit(entry, 1.0, exact=True)
 
     @staticmethod
-    def _hit(entry: dict[str, Any], similarity: float, *, exact: bool) -> SemanticHit:
+    def _hit(entry: list[Any], similarity: float, *, exact: bool) -> SemanticHit:
         return SemanticHit(
-            response=entry["response"],
-            similarity=similarity,
-            exact=exact,
-            prompt=entry.get("prompt", ""),
-            model=entry.get("model"),
-            cost=entry.get("cost"),
-            scope=entry.get("scope", ""),
-            created=entry.get("created", 0.0),
+            entry[RESPONSE],
+            similarity,
+            exact,
+            entry[PROMPT],
+            entry[MODEL],
+            entry[COST],
+            entry[SCOPE],
+            entry[CREATED],
         )
 
     def _required(self, threshold: float | None, costs: tuple[float, float] | None) -> float:
@@ -221,11 +278,14 @@ class SemanticCache:
         keys = {digest: index.entry_key(digest) for _, _, digest in candidates}
         found = cache.get_many(list(keys.values()))
         gone = []
+        numbers = numbers_in(prompt) if self.numbers_must_match else None
         for similarity, id_, digest in candidates:
-            entry = found.get(keys[digest])
-            if not isinstance(entry, dict) or entry.get("id") != id_ or entry.get("scope") != scope:
-                gone.append(id_)  # expired, invalidated, evicted or replaced
+            entry = as_entry(found.get(keys[digest]), scope)
+            if entry is None or entry[ID] != id_ or index.cleared(scope, id_):
+                gone.append(id_)  # expired, invalidated, evicted, replaced or cleared
                 continue
+            if numbers is not None and numbers_in(str(entry[PROMPT])) != numbers:
+                continue  # "rose 3 %" is not "rose 4 %", however close the vectors are
             index.discard(gone)
             index.touch(id_)
             self._count("semantic", similarity)
@@ -244,13 +304,37 @@ class SemanticCache:
     ) -> SemanticHit | None:
         """The cached answer for ``prompt`` in ``scope``, or None (see the module docstring).
 
-        With both costs given, the cost-aware rule replaces the plain threshold.
+        With both costs given, the cost-aware rule replaces the plain threshold. The exact
+        tier is written out inline: on an in-process alias each call level is ~5 % of it.
         """
-        normalized = normalize_prompt(prompt)
-        digest = entry_digest(scope, normalized)
-        index = self.index
-        entry = self.cache.get(index.entry_key(digest))
-        hit = self._exact(index, digest, scope, normalized, entry)
+        state = getattr(self._local, "state", None)
+        if state is None or state[0] is not caches.settings.get(self.alias):
+            state = self._state()
+        cache, index = state[1], state[2]
+        key = self._keys.get((scope, prompt)) or self.entry_key(prompt, scope, index)
+        entry = cache.get(key)
+        if (
+            type(entry) is list
+            and len(entry) == ENTRY_FIELDS
+            and entry[SCOPE] == scope
+            and type(entry[ID]) is int
+            and not (index.floors and index.cleared(scope, entry[ID]))
+        ):
+            slot = index.slots.get(entry[ID])
+            if slot is not None:
+                slot.last_hit = next(index.clock)
+            next(self._exact_hits)
+            return SemanticHit(
+                entry[RESPONSE],
+                1.0,
+                True,
+                entry[PROMPT],
+                entry[MODEL],
+                entry[COST],
+                scope,
+                entry[CREATED],
+            )
+        hit = None if entry is None else self._exact(index, key, scope, entry)
         if hit is None:
             costs = _costs(api_cost_per_1k_tokens, expected_tokens)
             hit = self._vector(prompt, scope, threshold, costs)
@@ -268,11 +352,9 @@ class SemanticCache:
         expected_tokens: float | None = None,
     ) -> SemanticHit | None:
         """``lookup`` for async code: the exact tier on the loop, embedding in a thread."""
-        normalized = normalize_prompt(prompt)
-        digest = entry_digest(scope, normalized)
         index = self.index
-        entry = await self.cache.aget(index.entry_key(digest))
-        hit = self._exact(index, digest, scope, normalized, entry)
+        key = self.entry_key(prompt, scope, index)
+        hit = self._exact(index, key, scope, await self.cache.aget(key))
         if hit is None:
             costs = _costs(api_cost_per_1k_tokens, expected_tokens)
             hit = await asyncio.to_thread(self._vector, prompt, scope, threshold, costs)
@@ -300,18 +382,8 @@ class SemanticCache:
         vector = self.embed(prompt)
         id_ = index.next_id(cache)
         expires = self._expires(timeout)
-        entry = {
-            "id": id_,
-            "scope": scope,
-            "prompt": prompt,
-            "norm": normalized,
-            "response": response,
-            "model": model,
-            "cost": cost,
-            "created": time.time(),
-        }
-        tags = [self._tag_all, self._scope_tag(scope)]
-        cache.set(index.entry_key(digest), entry, timeout, tags=tags)
+        entry = [id_, scope, prompt, response, model, cost, time.time()]
+        cache.set(index.entry_key(digest), entry, timeout)
         record: dict[str, Any] = {"op": "add", "scope": scope, "key": digest, "exp": expires}
         record["vec"] = encode_vector(vector)
         cache.set(index.log_key(id_), record, timeout)
@@ -343,19 +415,26 @@ class SemanticCache:
         """Forget ``prompt``'s answer in ``scope``: gone from both tiers in every process."""
         index, cache = self.index, self.cache
         digest = entry_digest(scope, normalize_prompt(prompt))
-        entry = cache.get(index.entry_key(digest))
+        entry = as_entry(cache.get(index.entry_key(digest)), scope)
         ids = [i for i in (index.id_of(digest),) if i is not None]
-        if isinstance(entry, dict) and isinstance(entry.get("id"), int):
-            ids.append(entry["id"])
+        if entry is not None:
+            ids.append(entry[ID])
         self._delete(index, cache, sorted(set(ids)), [digest])
 
     def clear(self, scope: str | None = None) -> None:
-        """Forget every answer of ``scope`` (None: of the whole namespace), in O(1)."""
+        """Forget every answer of ``scope`` (None: of the whole namespace), in every process.
+
+        A ``clear`` record numbered n in the log makes every process treat entries of the
+        scope with ids below n as gone (both tiers), and the entries this process knows of
+        are deleted from the alias at once (see ``index.py``).
+        """
         index, cache = self.index, self.cache
-        cache.invalidate_tags(self._tag_all if scope is None else self._scope_tag(scope))
+        index.sync(cache, force=True)
         n = index.next_id(cache)
         cache.set(index.log_key(n), {"op": "clear", "scope": scope}, None)
-        index.drop_scope(scope)
+        keys = index.apply(n, {"op": "clear", "scope": scope})
+        for start in range(0, len(keys), 500):
+            cache.delete_many([index.entry_key(d) for d in keys[start : start + 500]])
         with self._memo_lock:
             self._memo.clear()
 
@@ -369,11 +448,16 @@ class SemanticCache:
         await asyncio.to_thread(self.clear, scope)
 
     # -- numbers -----------------------------------------------------------------------------
+    def counters(self) -> tuple[int, int, int, float]:
+        """(exact hits, semantic hits, misses, sum of vector-hit similarities), consistent."""
+        with self._stats_lock:
+            exact = int(repr(self._exact_hits)[6:-1])  # "count(N)": read without advancing
+            return exact, self._semantic_hits, self._misses, self._similarity_sum
+
     def stats(self) -> dict[str, Any]:
         """Hits per tier, misses and the mean similarity of vector hits (this instance)."""
-        with self._stats_lock:
-            exact, semantic, misses = self._exact_hits, self._semantic_hits, self._misses
-            mean = self._similarity_sum / semantic if semantic else None
+        exact, semantic, misses, similarity = self.counters()
+        mean = similarity / semantic if semantic else None
         lookups = exact + semantic + misses
         return {
             "alias": self.alias,
@@ -390,7 +474,8 @@ class SemanticCache:
 
     def reset_stats(self) -> None:
         with self._stats_lock:
-            self._exact_hits = self._semantic_hits = self._misses = 0
+            self._exact_hits = itertools.count()
+            self._semantic_hits = self._misses = 0
             self._similarity_sum = 0.0
 
 

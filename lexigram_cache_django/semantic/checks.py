@@ -89,8 +89,19 @@ def check_semantic(**kwargs: Any) -> list[CheckMessage]:
         problems.append(
             Error(
                 f"INDEX {conf['INDEX']!r} is not 'flat' or 'fp16'.",
+                hint="'fp16' (the default) or 'flat'; see docs/semantic.md#speed.",
                 obj=OBJ,
                 id="lexigram_cache.semantic.E006",
+            )
+        )
+    if not isinstance(conf["NUMBERS_MUST_MATCH"], bool):
+        problems.append(
+            Error(
+                f"NUMBERS_MUST_MATCH must be True or False, not {conf['NUMBERS_MUST_MATCH']!r}.",
+                hint="True (the default) refuses a vector hit whose numbers differ from the "
+                "prompt's; see docs/semantic.md#quality.",
+                obj=OBJ,
+                id="lexigram_cache.semantic.E007",
             )
         )
     if conf["ALIAS"] not in settings.CACHES:

@@ -13,12 +13,19 @@ every ``sync_interval`` seconds and applies records ``applied+1 .. seq`` in orde
 to ``GAP_WAIT`` for a record that is numbered but not written yet. The record number is the
 entry's FAISS id. Entries that expired, were invalidated or replaced are dropped from the
 index when their expiry passes or when a search finds them gone from the alias.
+
+``clear(scope)`` writes a ``clear`` record numbered n: every process that applies it drops
+the scope's vectors and from then on treats the scope's entries with ids below n as gone in
+both tiers (``cleared``), and the clearing process deletes the entries it knows of from the
+alias at once. No cache tags are involved: a tagged ``get`` costs a memory alias twice a
+plain one, and the exact tier is meant to cost about one ``get``.
 """
 
 from __future__ import annotations
 
 import base64
 import heapq
+import itertools
 import threading
 import time
 from collections.abc import Iterable
@@ -72,7 +79,7 @@ class Slot:
     scope: str
     key: str
     expires: float | None
-    last_hit: float
+    last_hit: int
 
 
 class NamespaceIndex:
@@ -92,10 +99,14 @@ class NamespaceIndex:
         self._lock = threading.RLock()
         self._sync_lock = threading.Lock()
         self._scopes: dict[str, Any] = {}
-        self._slots: dict[int, Slot] = {}
+        self.slots: dict[int, Slot] = {}
         self._by_key: dict[str, int] = {}
         self._expiry: list[tuple[float, int]] = []
+        #: Hit order for eviction: a counter, cheaper than reading the clock on every hit.
+        self.clock = itertools.count()
         self.applied = 0
+        #: scope (None: all of them) -> the number of its newest ``clear`` record.
+        self.floors: dict[str | None, int] = {}
         self._gap_since: float | None = None
         self._next_sync = 0.0
 
@@ -108,7 +119,7 @@ class NamespaceIndex:
 
     # -- reads -------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self.slots)
 
     def search(self, scope: str, query: Matrix, k: int) -> list[tuple[float, int, str]]:
         """Up to ``k`` (similarity, id, entry digest) of ``scope``, best first."""
@@ -119,27 +130,29 @@ class NamespaceIndex:
             sims, ids = index.search(query, min(k, index.ntotal))
             found = []
             for sim, id_ in zip(sims[0].tolist(), ids[0].tolist()):
-                slot = self._slots.get(id_)
+                slot = self.slots.get(id_)
                 if id_ >= 0 and slot is not None:
                     found.append((float(sim), id_, slot.key))
             return found
 
     def touch(self, id_: int) -> None:
-        slot = self._slots.get(id_)
+        slot = self.slots.get(id_)
         if slot is not None:
-            slot.last_hit = time.time()
+            slot.last_hit = next(self.clock)
 
-    def touch_key(self, digest: str) -> None:
-        id_ = self._by_key.get(digest)
-        if id_ is not None:
-            self.touch(id_)
+    def cleared(self, scope: str, id_: int) -> bool:
+        """Whether a ``clear`` of ``scope`` (or of everything) came after entry ``id_``."""
+        floors = self.floors
+        if not floors:
+            return False
+        return id_ < floors.get(scope, 0) or id_ < floors.get(None, 0)
 
     def id_of(self, digest: str) -> int | None:
         return self._by_key.get(digest)
 
     def least_recently_hit(self, count: int) -> list[tuple[int, str]]:
         with self._lock:
-            slots = heapq.nsmallest(count, self._slots.items(), key=lambda kv: kv[1].last_hit)
+            slots = heapq.nsmallest(count, self.slots.items(), key=lambda kv: kv[1].last_hit)
             return [(id_, slot.key) for id_, slot in slots]
 
     # -- changes -----------------------------------------------------------------------------
@@ -147,7 +160,7 @@ class NamespaceIndex:
         """Index ``vector`` as ``id_``; an older id of the same entry is dropped first."""
         np = require_numpy()
         with self._lock:
-            if id_ in self._slots:
+            if id_ in self.slots:
                 return
             old = self._by_key.get(digest)
             if old is not None:
@@ -157,7 +170,7 @@ class NamespaceIndex:
                 index = self._faiss.IndexIDMap2(self._new_storage())
                 self._scopes[scope] = index
             index.add_with_ids(vector, np.array([id_], dtype=np.int64))
-            self._slots[id_] = Slot(scope, digest, expires, time.time())
+            self.slots[id_] = Slot(scope, digest, expires, next(self.clock))
             self._by_key[digest] = id_
             if expires is not None:
                 heapq.heappush(self._expiry, (expires, id_))
@@ -176,7 +189,7 @@ class NamespaceIndex:
                 self._remove(id_)
 
     def _remove(self, id_: int) -> None:
-        slot = self._slots.pop(id_, None)
+        slot = self.slots.pop(id_, None)
         if slot is None:
             return
         if self._by_key.get(slot.key) == id_:
@@ -188,20 +201,24 @@ class NamespaceIndex:
             if index.ntotal == 0:
                 del self._scopes[slot.scope]
 
-    def drop_scope(self, scope: str | None) -> None:
-        """Forget one scope (or all of them) after a ``clear``."""
+    def drop_scope(self, scope: str | None) -> list[str]:
+        """Forget one scope (or all of them) after a ``clear``; the entry digests it held."""
         with self._lock:
             if scope is None:
+                digests = [slot.key for slot in self.slots.values()]
                 self._scopes.clear()
-                self._slots.clear()
+                self.slots.clear()
                 self._by_key.clear()
                 self._expiry.clear()
-                return
+                return digests
             self._scopes.pop(scope, None)
-            for id_ in [i for i, s in self._slots.items() if s.scope == scope]:
-                slot = self._slots.pop(id_)
+            digests = []
+            for id_ in [i for i, s in self.slots.items() if s.scope == scope]:
+                slot = self.slots.pop(id_)
+                digests.append(slot.key)
                 if self._by_key.get(slot.key) == id_:
                     del self._by_key[slot.key]
+            return digests
 
     def sweep_expired(self, now: float) -> None:
         with self._lock:
@@ -235,6 +252,7 @@ class NamespaceIndex:
                 return
             if head < self.applied:  # the alias was cleared or the counter evicted
                 self.drop_scope(None)
+                self.floors = {}
                 self.applied = 0
                 self._gap_since = None
             start = self.applied + 1
@@ -259,22 +277,30 @@ class NamespaceIndex:
             self._gap_since = now
         return now - self._gap_since >= GAP_WAIT
 
-    def apply(self, n: int, record: Any) -> None:
-        """Apply one log record (ours or another process's; applying twice is harmless)."""
+    def apply(self, n: int, record: Any) -> list[str]:
+        """Apply one log record (ours or another process's; applying twice is harmless).
+
+        Returns the digests of the entries a ``clear`` record dropped from this index.
+        """
         if not isinstance(record, dict):
-            return
+            return []
         op = record.get("op")
         if op == "add":
             expires = record.get("exp")
             if expires is not None and expires <= time.time():
-                return
+                return []
             vector = decode_vector(record.get("vec", ""), self.dimension)
             if vector is not None:
                 self.add(n, record["scope"], record["key"], vector, expires)
         elif op == "del":
             self.discard(record.get("ids", ()))
         elif op == "clear":
-            self.drop_scope(record.get("scope"))
+            scope = record.get("scope")
+            if scope is None or isinstance(scope, str):
+                with self._lock:
+                    self.floors = {**self.floors, scope: max(n, self.floors.get(scope, 0))}
+                    return self.drop_scope(scope)
+        return []
 
 
 _registry_lock = threading.Lock()
