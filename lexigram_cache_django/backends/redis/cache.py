@@ -30,6 +30,7 @@ from ... import conf
 from ...conf import mask_location
 from ...exceptions import CacheConfigurationError, CacheServerError
 from ..remote import RemoteCache
+from . import locations
 from .client import SCAN_COUNT, RedisClient
 
 #: Defaults (see conf.py for why): connect fast or fail (a healthy server accepts in well
@@ -105,6 +106,31 @@ def pool_options(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return {**kwargs, "timeout": socket_timeout if pool_timeout is None else pool_timeout}, kwargs
 
 
+def make_client(location: Any, opts: dict[str, Any], circuit: dict[str, Any]) -> RedisClient:
+    """The client LOCATION names: servers, a Sentinel service or a Cluster."""
+    sentinels = conf.value(opts, "SENTINELS", "redis")
+    if not locations.is_topology(location, opts):
+        return RedisClient(split_servers(location), *pool_options(opts), circuit)
+    if not isinstance(location, str):
+        raise CacheConfigurationError(
+            "RedisCache: a Sentinel or Cluster LOCATION is one string, not a list"
+        )
+    topology = locations.parse(location, sentinels)
+    if topology.kind == "cluster":
+        from .cluster import ClusterClient
+
+        return ClusterClient(topology, *pool_options(opts), circuit)
+    from .sentinel import SentinelClient
+
+    return SentinelClient(
+        topology,
+        *pool_options(opts),
+        circuit,
+        sentinel_options=conf.value(opts, "SENTINEL_KWARGS", "redis"),
+        replica_reads=conf.value(opts, "READ_FROM_REPLICAS", "redis"),
+    )
+
+
 class RedisCache(RemoteCache):
     """Redis through redis-py: Django's API, django-redis's extensions, sync and async."""
 
@@ -112,9 +138,7 @@ class RedisCache(RemoteCache):
 
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
-        self._client: RedisClient = RedisClient(
-            split_servers(server), *pool_options(self._options), self.circuit_options()
-        )
+        self._client: RedisClient = make_client(server, self._options, self.circuit_options())
         self._clients: dict[int, redis.Redis] = {}
         self._default_px = milliseconds(self.ttl_seconds(DEFAULT_TIMEOUT))
 
@@ -137,13 +161,15 @@ class RedisCache(RemoteCache):
         if self.key_prefix:
             self._client.unlink_matching(self._alias_pattern())
         else:
-            self._client.send(self._client.primary, "FLUSHDB")
+            for pool in self._client.primaries():
+                self._client.send(pool, "FLUSHDB")
 
     async def _aclear_server(self) -> None:
         if self.key_prefix:
             await self._client.aunlink_matching(self._alias_pattern())
         else:
-            await self._client.asend(self._client.aprimary(), "FLUSHDB")
+            for ap in await self._client.aprimaries():
+                await self._client.asend(ap, "FLUSHDB")
 
     async def aclose(self, **kwargs: Any) -> None:
         """Close this event loop's connections to our servers (sync pools stay open)."""
@@ -157,6 +183,9 @@ class RedisCache(RemoteCache):
         That pool has this alias's settings and bound, and opens its own connections on
         first use (the backend's commands go through the leaner ``SyncPool``).
         """
+        raw = getattr(self._client, "raw_client", None)
+        if raw is not None:  # Cluster: a redis.cluster.RedisCluster
+            return raw()  # type: ignore[no-any-return]
         pool = (self._client.primary if write else self._client.read_pool()).redis_pool
         client = self._clients.get(id(pool))
         if client is None:
@@ -165,6 +194,9 @@ class RedisCache(RemoteCache):
 
     def aget_client(self, *, write: bool = True) -> redis.asyncio.Redis:
         """A ``redis.asyncio.Redis`` on this loop's pool (call from inside the loop)."""
+        raw = getattr(self._client, "araw_client", None)
+        if raw is not None:  # Cluster: a redis.asyncio.cluster.RedisCluster
+            return raw()  # type: ignore[no-any-return]
         ap = self._client.aprimary() if write else self._client.aread_pool()
         return redis.asyncio.Redis(connection_pool=ap.redis_pool)
 
@@ -179,7 +211,7 @@ class RedisCache(RemoteCache):
     def _remaining(self, command: str, key: Any, version: int | None) -> int | None:
         key = self.make_and_validate_key(key, version)
         try:
-            left = int(self._client.send(self._client.read_pool(), command, key))
+            left = int(self._client.send(self._client.key_pool(key, False), command, key))
         except CacheServerError as exc:
             return self._failed(command.lower(), exc, 0)
         return None if left == -1 else max(left, 0)
@@ -193,7 +225,8 @@ class RedisCache(RemoteCache):
     async def _aremaining(self, command: str, key: Any, version: int | None) -> int | None:
         key = self.make_and_validate_key(key, version)
         try:
-            left = int(await self._client.asend(self._client.aread_pool(), command, key))
+            pool = await self._client.akey_pool(key, False)
+            left = int(await self._client.asend(pool, command, key))
         except CacheServerError as exc:
             return self._failed(command.lower(), exc, 0)
         return None if left == -1 else max(left, 0)
@@ -222,14 +255,15 @@ class RedisCache(RemoteCache):
     def _on_primary(self, command: str, key: Any, version: int | None, *args: Any) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            return bool(self._client.send(self._client.primary, command, key, *args))
+            return bool(self._client.send(self._client.key_pool(key), command, key, *args))
         except CacheServerError as exc:
             return self._failed(command.lower(), exc, False)
 
     async def _aon_primary(self, command: str, key: Any, version: int | None, *args: Any) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            return bool(await self._client.asend(self._client.aprimary(), command, key, *args))
+            pool = await self._client.akey_pool(key)
+            return bool(await self._client.asend(pool, command, key, *args))
         except CacheServerError as exc:
             return self._failed(command.lower(), exc, False)
 
@@ -248,8 +282,9 @@ class RedisCache(RemoteCache):
         pattern = self._pattern(search, version)
         client = self._client
         try:
-            for raw in client.scan(client.read_pool(), pattern, itersize or SCAN_COUNT):
-                yield unmake(raw)
+            for pool in client.scan_pools():
+                for raw in client.scan(pool, pattern, itersize or SCAN_COUNT):
+                    yield unmake(raw)
         except CacheServerError as exc:
             self._failed("iter_keys", exc, None)
 
@@ -260,8 +295,9 @@ class RedisCache(RemoteCache):
         pattern = self._pattern(search, version)
         client = self._client
         try:
-            async for raw in client.ascan(client.aread_pool(), pattern, itersize or SCAN_COUNT):
-                yield unmake(raw)
+            for ap in await client.ascan_pools():
+                async for raw in client.ascan(ap, pattern, itersize or SCAN_COUNT):
+                    yield unmake(raw)
         except CacheServerError as exc:
             self._failed("iter_keys", exc, None)
 
