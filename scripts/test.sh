@@ -70,6 +70,11 @@ MEMCACHED=lexigram_cache_django.backends.memcached.MemcachedCache
 suite "django suite: memory/base" --backend "$MEMORY" --flavor base
 suite "django suite: memory/locmem" --backend "$MEMORY" --flavor locmem --skip-internals
 suite "django suite: redis/redis" --backend "$REDIS" --flavor redis --skip-internals
+# Sentinel (primary + replica + 1 sentinel) and a 3-primary Cluster: ~29 s and ~19 s here.
+suite "django suite: redis(sentinel)/redis" --backend "$REDIS" --flavor redis --skip-internals \
+    --server sentinel
+suite "django suite: redis(cluster)/redis" --backend "$REDIS" --flavor redis --skip-internals \
+    --server cluster
 suite "django suite: redis/base" --backend "$REDIS" --flavor base --server redis \
     --location "redis://127.0.0.1:{port}" --exclude-aliases cull,zero_cull \
     --incr-decr-error "${REDIS_INCR_ERROR:-lexigram_cache_django.exceptions.CacheIncrError}"
