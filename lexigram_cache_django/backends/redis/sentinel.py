@@ -37,6 +37,35 @@ _sync_pools: dict[str, list[SyncPool]] = {}
 _sync_lock = threading.Lock()
 
 
+class _Connection(redis.sentinel.SentinelManagedConnection):
+    """Asks the sentinels where to connect on first send too.
+
+    redis-py's sentinel connections look the address up only in ``connect()``; our pools
+    send on a fresh connection directly, and redis-py's ``send_packed_command`` would
+    then connect to the connection's own host and port instead.
+    """
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._sock:
+            self.connect()
+        super().send_packed_command(command, check_health)
+
+
+class _SSLConnection(_Connection, redis.sentinel.SentinelManagedSSLConnection):
+    pass
+
+
+class _AsyncConnection(redis.asyncio.sentinel.SentinelManagedConnection):
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self.is_connected:
+            await self.connect()
+        await super().send_packed_command(command, check_health)
+
+
+class _AsyncSSLConnection(_AsyncConnection, redis.asyncio.sentinel.SentinelManagedSSLConnection):
+    pass
+
+
 def sentinel_kwargs(
     topology: Topology, kwargs: Mapping[str, Any], configured: Mapping[str, Any] | None
 ) -> dict[str, Any]:
@@ -81,11 +110,16 @@ class SentinelClient(RedisClient):
         self.primary = pools[0]
         self.replicas = pools[1:]
 
-    def _connection_kwargs(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    def _connection_kwargs(self, kwargs: Mapping[str, Any], aio: bool) -> dict[str, Any]:
         made = {k: v for k, v in kwargs.items() if k not in _POOL_ONLY}
         made.update(self.topology.server_kwargs())
-        if self.topology.ssl:
-            made["ssl"] = True
+        # Never the connection's own address: port 1 refuses if anything skipped the lookup.
+        made["host"], made["port"] = "127.0.0.1", 1
+        ssl = self.topology.ssl
+        if aio:
+            made["connection_class"] = _AsyncSSLConnection if ssl else _AsyncConnection
+        else:
+            made["connection_class"] = _SSLConnection if ssl else _Connection
         return made
 
     def _shared_sync_pools(self) -> list[SyncPool]:
@@ -103,7 +137,7 @@ class SentinelClient(RedisClient):
         manager = redis.sentinel.Sentinel(
             list(self.topology.hosts), sentinel_kwargs=self._sentinel_kwargs
         )
-        conn = self._connection_kwargs(self._sync_kwargs)
+        conn = self._connection_kwargs(self._sync_kwargs, False)
         size = self._sync_kwargs["max_connections"]
         pools = []
         for is_master in (True, False)[: len(self.names)]:
@@ -123,7 +157,7 @@ class SentinelClient(RedisClient):
             manager = redis.asyncio.sentinel.Sentinel(
                 list(self.topology.hosts), sentinel_kwargs=self._sentinel_kwargs
             )
-            conn = self._connection_kwargs(self._async_kwargs)
+            conn = self._connection_kwargs(self._async_kwargs, True)
             size = self._async_kwargs["max_connections"]
             mine = []
             for is_master in (True, False)[: len(self.names)]:
