@@ -334,9 +334,9 @@ class ClusterClient(RedisClient):
         results: list[Any] = [None] * size
         for name, (commands, indices) in plan.items():
             replies = out[name]
+            if isinstance(replies, CacheServerError):
+                continue  # that node's keys read as misses
             for command, idx, reply in zip(commands, indices, replies):
-                if isinstance(replies, CacheServerError):
-                    break
                 if isinstance(reply, Exception):
                     raise reply  # a bad command: a bug, as on one server
                 if command[0] == "MGET":
