@@ -25,8 +25,8 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
 from . import conf
-from .exceptions import CacheConfigurationError
 from .codec import Codec
+from .exceptions import CacheConfigurationError
 from .tiered_checks import check_tiered
 from .warming import check_warming
 

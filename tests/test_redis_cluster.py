@@ -28,9 +28,14 @@ def make(cluster: Topology, **options: Any) -> RedisCache:
     return RedisCache(cluster.location, params)
 
 
-def owner(cache: RedisCache, made_key: str) -> str:
+def cluster_client(cache: RedisCache) -> ClusterClient:
     client = cache._client
     assert isinstance(client, ClusterClient)
+    return client
+
+
+def owner(cache: RedisCache, made_key: str) -> str:
+    client = cluster_client(cache)
     client._slots()
     name = client.map.slots[slot_of(made_key)]
     assert name is not None
@@ -40,8 +45,10 @@ def owner(cache: RedisCache, made_key: str) -> str:
 def test_batches_span_every_node(redis_cluster: Topology) -> None:
     cache = make(redis_cluster)
     data = {f"k{i}": i for i in range(200)}
-    assert {owner(cache, cache.make_key(k)) for k in data} == set(cache._client.map.primaries)
-    assert len(cache._client.map.primaries) == 3
+    assert {owner(cache, cache.make_key(k)) for k in data} == set(
+        cluster_client(cache).map.primaries
+    )
+    assert len(cluster_client(cache).map.primaries) == 3
     assert cache.set_many(data) == []
     assert cache.get_many(list(data)) == data
     assert cache.get_many([*data, "absent"]) == data
@@ -128,7 +135,7 @@ def test_keys_and_clear_cover_every_primary(redis_cluster: Topology) -> None:
 
 
 def _node_ids(port: int) -> dict[int, str]:
-    lines = redis.Redis(port=port).execute_command("CLUSTER", "NODES").decode().splitlines()
+    lines = redis.Redis(port=port).execute_command("CLUSTER", "NODES").decode().splitlines()  # type: ignore[no-untyped-call]
     return {int(line.split()[1].split("@")[0].rsplit(":", 1)[1]): line.split()[0] for line in lines}
 
 
@@ -144,23 +151,23 @@ def test_migrated_slot_is_followed(redis_cluster: Topology, finish: bool) -> Non
     target = next(p for p in redis_cluster.entry if p != source)
     ids = _node_ids(source)
     src, dst = redis.Redis(port=source), redis.Redis(port=target)
-    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
-    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
-    src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", made)
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])  # type: ignore[no-untyped-call]
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])  # type: ignore[no-untyped-call]
+    src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", made)  # type: ignore[no-untyped-call]
     try:
         if finish:
             for port in redis_cluster.entry:
-                redis.Redis(port=port).execute_command(
+                redis.Redis(port=port).execute_command(  # type: ignore[no-untyped-call]
                     "CLUSTER", "SETSLOT", slot, "NODE", ids[target]
                 )
         assert cache.get("mig") == "value"  # asked of the old owner, redirected
         assert cache.set("mig", "again") and cache.get("mig") == "again"
         assert asyncio.run(cache.aget("mig")) == "again"
         if finish:
-            assert cache._client.map.slots[slot] == f"127.0.0.1:{target}"
+            assert cluster_client(cache).map.slots[slot] == f"127.0.0.1:{target}"
     finally:
         for port in redis_cluster.entry:  # finish (or complete) the migration either way
-            redis.Redis(port=port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+            redis.Redis(port=port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])  # type: ignore[no-untyped-call]
 
 
 def test_breaker_per_node(redis_cluster: Topology) -> None:

@@ -138,8 +138,11 @@ def start_sentinel_set() -> Topology:
         sentinel = _start("sentinel", cmd, (b"PING\r\n", b"+PONG"))
         started.append(sentinel)
         wait_for(
-            lambda: f"{replica.port}" in command(sentinel.port, "SENTINEL", "REPLICAS", SERVICE)
-            and "master_link_down" not in command(sentinel.port, "SENTINEL", "REPLICAS", SERVICE),
+            lambda: (
+                f"{replica.port}" in command(sentinel.port, "SENTINEL", "REPLICAS", SERVICE)
+                and "master_link_down"
+                not in command(sentinel.port, "SENTINEL", "REPLICAS", SERVICE)
+            ),
             "the sentinel to see the replica",
         )
     except BaseException:
@@ -225,9 +228,8 @@ def slot_owner(port: int, slot: int) -> int:
     """The port of the node serving ``slot`` (from ``CLUSTER SLOTS`` of any node)."""
     import redis
 
-    reply = redis.Redis(port=port).execute_command("CLUSTER", "SLOTS")
+    reply = redis.Redis(port=port).execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
     for start, end, primary, *_ in reply:
         if start <= slot <= end:
             return int(primary[1])
     raise LookupError(slot)
-

@@ -21,13 +21,14 @@ record, whatever the number of entries. Reads go to primaries only.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio.cluster
 import redis.cluster
-from redis.exceptions import AskError, MovedError, NoScriptError, ResponseError
+from redis.exceptions import AskError, NoScriptError
 
 from ...circuit import CircuitBreaker
 from ...exceptions import CacheServerError
@@ -38,32 +39,39 @@ from .client import RedisClient, _pools_for_loop
 from .commands import (
     SCAN_COUNT,
     _existed,
-    _not_stored,
     _persist_if_exists,
     _set_args,
 )
 from .locations import Topology
 from .pools import AsyncPool, SyncPool
+from .redirects import RedirectingClient, redirect_of
 from .scripts import Script
-from .slots import SlotMap, group, node_url, slot_of
+from .slots import (
+    SlotMap,
+    del_command,
+    deleted,
+    flat,
+    gather,
+    group,
+    mget_command,
+    node_url,
+    per_key,
+    set_command,
+    slot_of,
+    unstored,
+)
 
-#: Redirections followed for one command before giving up (a resharding in progress).
-MAX_REDIRECTS = 5
 _maps: dict[str, SlotMap] = {}
 _nodes: dict[str, dict[str, SyncPool]] = {}
 _raw: dict[str, redis.cluster.RedisCluster] = {}
 _shared_lock = threading.Lock()
 
 
-def _redirect(exc: AskError) -> str:
-    return f"{exc.host}:{exc.port}"
-
-
 def _no_node(slot: int) -> CacheServerError:
     return CacheServerError(f"Redis Cluster: no node serves slot {slot}", answered=True)
 
 
-class ClusterClient(RedisClient):
+class ClusterClient(RedirectingClient):
     """A Redis Cluster named by some of its nodes; see the module docstring."""
 
     def __init__(
@@ -213,77 +221,7 @@ class ClusterClient(RedisClient):
             pools = self.primaries()
         except CacheServerError:
             pools = [self.node(name) for name in self.startup]
-        return [(p.breaker, lambda p=p: RedisClient.send(self, p, "PING")) for p in pools]
-
-    # -- the choke point, with redirections followed ----------------------------------
-
-    def send(self, pool: SyncPool, *args: Any) -> Any:
-        try:
-            return RedisClient.send(self, pool, *args)
-        except AskError as exc:
-            return self._follow(exc, args)
-
-    def _follow(self, exc: AskError, args: tuple[Any, ...]) -> Any:
-        for _ in range(MAX_REDIRECTS):
-            target = self.node(_redirect(exc))
-            try:
-                if isinstance(exc, MovedError):
-                    self.map.moved(exc.slot_id, _redirect(exc))
-                    return RedisClient.send(self, target, *args)
-                reply = RedisClient.send_pipeline(self, target, [("ASKING",), args])[1]
-                if isinstance(reply, Exception):
-                    raise reply
-                return reply
-            except AskError as again:
-                exc = again
-        raise CacheServerError(f"Redis Cluster: too many redirections ({exc})", answered=True)
-
-    async def asend(self, ap: AsyncPool, *args: Any) -> Any:
-        try:
-            return await RedisClient.asend(self, ap, *args)
-        except AskError as exc:
-            return await self._afollow(exc, args)
-
-    async def _afollow(self, exc: AskError, args: tuple[Any, ...]) -> Any:
-        for _ in range(MAX_REDIRECTS):
-            target = self.anode(_redirect(exc))
-            try:
-                if isinstance(exc, MovedError):
-                    self.map.moved(exc.slot_id, _redirect(exc))
-                    return await RedisClient.asend(self, target, *args)
-                replies = await RedisClient.asend_pipeline(self, target, [("ASKING",), args])
-                if isinstance(replies[1], Exception):
-                    raise replies[1]
-                return replies[1]
-            except AskError as again:
-                exc = again
-        raise CacheServerError(f"Redis Cluster: too many redirections ({exc})", answered=True)
-
-    def _resolve(self, commands: Sequence[tuple[Any, ...]], replies: list[Any]) -> list[Any]:
-        """Replace each redirection reply of a pipeline by the redirected command's reply."""
-        for i, reply in enumerate(replies):
-            if isinstance(reply, AskError):
-                try:
-                    replies[i] = self._follow(reply, commands[i])
-                except (ResponseError, CacheServerError) as exc:
-                    replies[i] = exc
-        return replies
-
-    async def _aresolve(self, commands: Sequence[tuple[Any, ...]], replies: list[Any]) -> list[Any]:
-        for i, reply in enumerate(replies):
-            if isinstance(reply, AskError):
-                try:
-                    replies[i] = await self._afollow(reply, commands[i])
-                except (ResponseError, CacheServerError) as exc:
-                    replies[i] = exc
-        return replies
-
-    def send_pipeline(self, pool: SyncPool, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        return self._resolve(commands, RedisClient.send_pipeline(self, pool, commands))
-
-    async def asend_pipeline(self, ap: AsyncPool, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        replies = await RedisClient.asend_pipeline(self, ap, commands)
-        return await self._aresolve(commands, replies)
+        return [(p.breaker, functools.partial(RedisClient.send, self, p, "PING")) for p in pools]
 
     # -- batches: one pipeline per node -----------------------------------------------
 
@@ -322,31 +260,6 @@ class ClusterClient(RedisClient):
         replies = await asyncio.gather(*(one(name, plan[name][0]) for name in names))
         return dict(zip(names, replies))
 
-    @staticmethod
-    def _gather(
-        size: int, plan: dict[str, Any], out: dict[str, Any], every_node: bool
-    ) -> list[Any]:
-        """Replies in key order (a failed node's keys get its error, or it raises when
-        ``every_node`` is needed or no node answered)."""
-        failures = [r for r in out.values() if isinstance(r, CacheServerError)]
-        if failures and (every_node or len(failures) == len(out)):
-            raise failures[0]
-        results: list[Any] = [None] * size
-        for name, (commands, indices) in plan.items():
-            replies = out[name]
-            if isinstance(replies, CacheServerError):
-                continue  # that node's keys read as misses
-            for command, idx, reply in zip(commands, indices, replies):
-                if isinstance(reply, Exception):
-                    raise reply  # a bad command: a bug, as on one server
-                if command[0] == "MGET":
-                    for i, value in zip(idx, reply):
-                        results[i] = value
-                else:
-                    for i in idx:
-                        results[i] = reply
-        return results
-
     # -- the commands of remote.ServerClient -----------------------------------------
 
     def get(self, key: str, primary: bool = False) -> bytes | None:
@@ -358,12 +271,12 @@ class ClusterClient(RedisClient):
         return data
 
     def get_many(self, keys: Sequence[str], primary: bool = False) -> list[bytes | None]:
-        plan = self._plan(keys, self._slots(), _mget)
-        return self._gather(len(keys), plan, self._fan_out(plan), False)
+        plan = self._plan(keys, self._slots(), mget_command)
+        return gather(len(keys), plan, self._fan_out(plan), False)
 
     async def aget_many(self, keys: Sequence[str], primary: bool = False) -> list[bytes | None]:
-        plan = self._plan(keys, await self._aslots(), _mget)
-        return self._gather(len(keys), plan, await self._afan_out(plan), False)
+        plan = self._plan(keys, await self._aslots(), mget_command)
+        return gather(len(keys), plan, await self._afan_out(plan), False)
 
     def set(self, key: str, data: bytes, exp: int | None, xx: bool = False) -> bool:
         pool = self.key_pool(key)
@@ -380,17 +293,17 @@ class ClusterClient(RedisClient):
     def _set_plan(self, items: Sequence[tuple[str, bytes]], exp: int | None, slots: Any) -> Any:
         values = dict(items)
         if exp == 0:
-            return self._plan([k for k, _ in items], slots, _del)
+            return self._plan([k for k, _ in items], slots, del_command)
         px = () if exp is None else ("PX", exp)
-        return _per_key(self._plan([k for k, _ in items], slots, _one), values, px)
+        return per_key(self._plan([k for k, _ in items], slots, set_command), values, px)
 
     def set_many(self, items: Sequence[tuple[str, bytes]], exp: int | None) -> list[str]:
         plan = self._set_plan(items, exp, self._slots())
-        return _unstored(items, plan, self._fan_out(plan))
+        return unstored(items, plan, self._fan_out(plan))
 
     async def aset_many(self, items: Sequence[tuple[str, bytes]], exp: int | None) -> list[str]:
         plan = self._set_plan(items, exp, await self._aslots())
-        return _unstored(items, plan, await self._afan_out(plan))
+        return unstored(items, plan, await self._afan_out(plan))
 
     def add(self, key: str, data: bytes, exp: int | None) -> bool:
         pool = self.key_pool(key)
@@ -424,9 +337,9 @@ class ClusterClient(RedisClient):
         replies = RedisClient.send_pipeline(self, pool, _persist_if_exists(key))
         moved = [r for r in replies[1:3] if isinstance(r, AskError)]
         if moved:  # the slot moved: the whole transaction goes to its owner
-            self.map.moved(moved[0].slot_id, _redirect(moved[0]))
+            self.map.moved(moved[0].slot_id, redirect_of(moved[0]))
             replies = RedisClient.send_pipeline(
-                self, self.node(_redirect(moved[0])), _persist_if_exists(key)
+                self, self.node(redirect_of(moved[0])), _persist_if_exists(key)
             )
         return replies
 
@@ -436,8 +349,8 @@ class ClusterClient(RedisClient):
             replies = await RedisClient.asend_pipeline(self, ap, _persist_if_exists(key))
             moved = [r for r in replies[1:3] if isinstance(r, AskError)]
             if moved:
-                self.map.moved(moved[0].slot_id, _redirect(moved[0]))
-                target = self.anode(_redirect(moved[0]))
+                self.map.moved(moved[0].slot_id, redirect_of(moved[0]))
+                target = self.anode(redirect_of(moved[0]))
                 replies = await RedisClient.asend_pipeline(self, target, _persist_if_exists(key))
             return _existed(replies)
         if exp == 0:
@@ -451,12 +364,12 @@ class ClusterClient(RedisClient):
         return bool(await self.asend(await self.akey_pool(key), "DEL", key))
 
     def delete_many(self, keys: Sequence[str]) -> int:
-        plan = self._plan(keys, self._slots(), _del)
-        return _deleted(plan, self._fan_out(plan))
+        plan = self._plan(keys, self._slots(), del_command)
+        return deleted(plan, self._fan_out(plan))
 
     async def adelete_many(self, keys: Sequence[str]) -> int:
-        plan = self._plan(keys, await self._aslots(), _del)
-        return _deleted(plan, await self._afan_out(plan))
+        plan = self._plan(keys, await self._aslots(), del_command)
+        return deleted(plan, await self._afan_out(plan))
 
     def eval(self, script: Script, keys: Sequence[str], *args: Any) -> Any:
         pool = self.key_pool(keys[0])
@@ -484,7 +397,7 @@ class ClusterClient(RedisClient):
         if not create:
             return [record_version(r) for r in self.get_many(keys, True)]
         plan = self._tag_plan(keys, exp, self._slots())
-        return [record_version(r) for r in _flat(len(keys), plan, self._fan_out(plan))]
+        return [record_version(r) for r in flat(len(keys), plan, self._fan_out(plan))]
 
     async def atag_versions(
         self, keys: Sequence[str], create: bool, exp: int | None
@@ -492,7 +405,7 @@ class ClusterClient(RedisClient):
         if not create:
             return [record_version(r) for r in await self.aget_many(keys, True)]
         plan = self._tag_plan(keys, exp, await self._aslots())
-        return [record_version(r) for r in _flat(len(keys), plan, await self._afan_out(plan))]
+        return [record_version(r) for r in flat(len(keys), plan, await self._afan_out(plan))]
 
     # -- SCAN over every primary; UNLINK by slot --------------------------------------
 
@@ -521,7 +434,7 @@ class ClusterClient(RedisClient):
         """redis-py's own ``RedisCluster`` for raw commands (``get_client()``), made once."""
         client = _raw.get(self.pools_id)
         if client is None:
-            nodes = [redis.cluster.ClusterNode(h, p) for h, p in self.topology.hosts]
+            nodes = [redis.cluster.ClusterNode(h, p) for h, p in self.topology.hosts]  # type: ignore[no-untyped-call]
             client = _raw[self.pools_id] = redis.cluster.RedisCluster(
                 startup_nodes=nodes, **self._raw_kwargs()
             )
@@ -535,80 +448,3 @@ class ClusterClient(RedisClient):
         mine = _pools_for_loop(asyncio.get_running_loop()).pop(self.pools_id, None)
         for ap in mine or ():
             await ap.aclose()
-
-
-# -- command builders and reply readers for the batches ---------------------------------
-
-
-def _mget(keys: list[str]) -> tuple[Any, ...]:
-    return ("MGET", *keys) if len(keys) > 1 else ("GET", keys[0])
-
-
-def _del(keys: list[str]) -> tuple[Any, ...]:
-    return ("DEL", *keys)
-
-
-def _one(keys: list[str]) -> tuple[Any, ...]:
-    return ("SET", *keys)
-
-
-def _per_key(plan: dict[str, Any], values: dict[str, bytes], px: tuple[Any, ...]) -> Any:
-    """SET is one key a command: split each slot's command into one SET per key."""
-    split = {}
-    for name, (commands, indices) in plan.items():
-        cmds: list[tuple[Any, ...]] = []
-        idx: list[list[int]] = []
-        for command, group_indices in zip(commands, indices):
-            for key, i in zip(command[1:], group_indices):
-                cmds.append(("SET", key, values[key], *px))
-                idx.append([i])
-        split[name] = (cmds, idx)
-    return split
-
-
-def _unstored(items: Sequence[tuple[str, bytes]], plan: Any, out: Any) -> list[str]:
-    failed: list[str] = []
-    for name, (commands, indices) in plan.items():
-        replies = out[name]
-        if isinstance(replies, CacheServerError):
-            if len(out) == 1:
-                raise replies
-            failed += [items[i][0] for idx in indices for i in idx]
-            continue
-        keyed = [(items[idx[0]][0], b"") for idx in indices]
-        if commands and commands[0][0] == "DEL":
-            continue
-        failed += _not_stored(keyed, replies)
-    return failed
-
-
-def _deleted(plan: Any, out: Any) -> int:
-    total = 0
-    failure = None
-    for name in plan:
-        replies = out[name]
-        if isinstance(replies, CacheServerError):
-            failure = replies
-            continue
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-            total += int(reply)
-    if failure is not None and total == 0:
-        raise failure
-    return total
-
-
-def _flat(size: int, plan: Any, out: Any) -> list[Any]:
-    """Replies of per-slot scripts returning one value per key, in key order."""
-    results: list[Any] = [None] * size
-    for name, (_, indices) in plan.items():
-        replies = out[name]
-        if isinstance(replies, CacheServerError):
-            raise replies
-        for idx, reply in zip(indices, replies):
-            if isinstance(reply, Exception):
-                raise reply
-            for i, value in zip(idx, reply):
-                results[i] = value
-    return results

@@ -47,8 +47,8 @@ class _Connection(redis.sentinel.SentinelManagedConnection):
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if not self._sock:
-            self.connect()
-        super().send_packed_command(command, check_health)
+            self.connect()  # type: ignore[no-untyped-call]
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
 
 
 class _SSLConnection(_Connection, redis.sentinel.SentinelManagedSSLConnection):
@@ -58,7 +58,7 @@ class _SSLConnection(_Connection, redis.sentinel.SentinelManagedSSLConnection):
 class _AsyncConnection(redis.asyncio.sentinel.SentinelManagedConnection):
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if not self.is_connected:
-            await self.connect()
+            await self.connect()  # type: ignore[no-untyped-call]
         await super().send_packed_command(command, check_health)
 
 
@@ -134,18 +134,22 @@ class SentinelClient(RedisClient):
         return pools
 
     def _new_sync_pools(self) -> list[SyncPool]:
-        manager = redis.sentinel.Sentinel(
+        manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
             list(self.topology.hosts), sentinel_kwargs=self._sentinel_kwargs
         )
         conn = self._connection_kwargs(self._sync_kwargs, False)
         size = self._sync_kwargs["max_connections"]
         pools = []
         for is_master in (True, False)[: len(self.names)]:
-            redis_pool = redis.sentinel.SentinelConnectionPool(
+            redis_pool = redis.sentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
                 self.topology.service, manager, is_master=is_master, max_connections=size, **conn
             )
             pools.append(
-                SyncPool(self.topology.display, redis_pool=redis_pool, timeout=self._sync_kwargs["timeout"])
+                SyncPool(
+                    self.topology.display,
+                    redis_pool=redis_pool,
+                    timeout=self._sync_kwargs["timeout"],
+                )
             )
         return pools
 
@@ -154,14 +158,14 @@ class SentinelClient(RedisClient):
         pools = _pools_for_loop(asyncio.get_running_loop())
         mine = pools.get(self.pools_id)
         if mine is None:
-            manager = redis.asyncio.sentinel.Sentinel(
+            manager = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
                 list(self.topology.hosts), sentinel_kwargs=self._sentinel_kwargs
             )
             conn = self._connection_kwargs(self._async_kwargs, True)
             size = self._async_kwargs["max_connections"]
             mine = []
             for is_master in (True, False)[: len(self.names)]:
-                redis_pool = redis.asyncio.sentinel.SentinelConnectionPool(
+                redis_pool = redis.asyncio.sentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
                     self.topology.service,
                     manager,
                     is_master=is_master,
