@@ -84,6 +84,8 @@ def test_replica_reads_and_both_location_forms(sentinel_set: Topology) -> None:
     assert cache.set("k", "v")
     primary = redis.Redis(port=sentinel_set.servers[0].port)  # the write reached the primary
     assert primary.get(cache.make_key("k")) is not None
+    assert asyncio.run(cache.aset("ak", "v"))
+    assert primary.get(cache.make_key("ak")) is not None  # and so did the async one
     deadline = time.monotonic() + 5
     while cache.get("k") != "v" and time.monotonic() < deadline:
         time.sleep(0.01)  # replication is asynchronous

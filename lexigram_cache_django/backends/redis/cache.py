@@ -352,6 +352,19 @@ class RedisCache(RemoteCache):
 
         return unmake
 
+    def health(self) -> dict[str, Any]:
+        """As on every networked backend; on Cluster no node is "the primary": one dead
+        node of several makes the alias ``degraded``, not ``down``."""
+        report = super().health()
+        servers = report["servers"]
+        if (
+            report["status"] == "down"
+            and hasattr(self._client, "raw_client")
+            and any(s["ping_ms"] is not None for s in servers)
+        ):
+            report["status"] = "degraded"
+        return report
+
     # -- metrics -----------------------------------------------------------------------
 
     def store_stats(self) -> dict[str, Any]:
