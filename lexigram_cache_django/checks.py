@@ -283,6 +283,12 @@ def _check_topology(report: _Report, location: Any, options: Any) -> bool:
     """
     from .backends.redis import locations
 
+    sentinel = locations.scheme_of(location) in locations.SENTINEL_SCHEMES
+    if isinstance(options, dict) and options.get("SENTINELS") is None and not sentinel:
+        for key in ("READ_FROM_REPLICAS", "SENTINEL_KWARGS"):
+            if options.get(key):
+                hint = "It applies to Sentinel LOCATIONs only; remove it, or name the service."
+                report.add("W003", f"OPTIONS[{key!r}] is ignored without Sentinel.", hint, Warning)
     if not locations.is_topology(location, options):
         return False
     sentinels = options.get("SENTINELS") if isinstance(options, dict) else None

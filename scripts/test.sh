@@ -70,7 +70,8 @@ MEMCACHED=lexigram_cache_django.backends.memcached.MemcachedCache
 suite "django suite: memory/base" --backend "$MEMORY" --flavor base
 suite "django suite: memory/locmem" --backend "$MEMORY" --flavor locmem --skip-internals
 suite "django suite: redis/redis" --backend "$REDIS" --flavor redis --skip-internals
-# Sentinel (primary + replica + 1 sentinel) and a 3-primary Cluster: ~29 s and ~19 s here.
+# Sentinel (primary + replica + 1 sentinel) and a 3-primary Cluster: ~18-29 s and ~19 s each
+# on a loaded 2-core machine (the standalone redis/redis run: ~15 s).
 suite "django suite: redis(sentinel)/redis" --backend "$REDIS" --flavor redis --skip-internals \
     --server sentinel
 suite "django suite: redis(cluster)/redis" --backend "$REDIS" --flavor redis --skip-internals \

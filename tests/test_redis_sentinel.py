@@ -66,6 +66,13 @@ def test_bad_topology_locations_are_check_errors(
     assert not any("pw" in m.msg.replace("password", "") for m in messages)
 
 
+def test_sentinel_options_without_sentinel_are_a_warning() -> None:
+    config = {"BACKEND": REDIS, "LOCATION": "redis://h:6379/0"}
+    messages = check_alias("x", {**config, "OPTIONS": {"READ_FROM_REPLICAS": True}})
+    assert [m.id for m in messages] == ["lexigram_cache.W003"]
+    assert messages[0].hint
+
+
 def test_good_topology_locations_pass_the_checks() -> None:
     for location, options in [
         ("redis+sentinel://h1:26379,h2:26379/mymaster/0", {"READ_FROM_REPLICAS": True}),
