@@ -192,6 +192,10 @@ def test_failover_under_load(sentinel_set: Topology) -> None:
     )
     assert first_ok < 5.0
     assert sentinel_primary_port(sentinel_set.port) != old_port
+    # The primary's breaker opened during the outage (calls short-circuited, no socket
+    # touched) and closed again on the new primary.
+    assert cache.stats()["short_circuited"] > 0
+    assert cache.health()["servers"][0]["state"] == "closed"
     checker = RedisCache(location, {"KEY_PREFIX": "fo", "OPTIONS": {"FAIL_SILENTLY": False}})
     keys = [k for _, k, _ in after]
     found: dict[str, Any] = {}

@@ -187,3 +187,11 @@ class SentinelClient(RedisClient):
     def aread_pool(self) -> AsyncPool:
         pools = self.apools()
         return pools[-1]
+
+    async def aclose(self) -> None:
+        """Close this loop's connections: to the servers, and to the sentinels."""
+        mine = _pools_for_loop(asyncio.get_running_loop()).pop(self.pools_id, None) or []
+        for ap in mine:
+            await ap.aclose()
+        if mine:
+            await mine[0].redis_pool.sentinel_manager.aclose()
