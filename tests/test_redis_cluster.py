@@ -78,6 +78,10 @@ def test_single_key_commands_route_by_slot(redis_cluster: Topology) -> None:
         assert cache.expire(f"n{i}", 100) and 0 < (cache.ttl(f"n{i}") or 0) <= 100
         with cache.lock(f"lock{i}", timeout=5):
             assert cache.get_or_set(f"gos{i}", lambda i=i: i * 2) == i * 2
+    client = cluster_client(cache)  # code written for one server: MOVED is followed
+    for i in range(10):
+        assert client.send(client.primary, "SET", f"{{x{i}}}plain", b"1") is not None
+        assert client.send(client.primary, "GET", f"{{x{i}}}plain") == b"1"
     raw = cache.get_client()
     assert isinstance(raw, redis.cluster.RedisCluster)
     assert raw.get(cache.make_key("n3")) == b"13"

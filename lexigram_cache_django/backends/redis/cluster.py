@@ -203,6 +203,12 @@ class ClusterClient(RedirectingClient):
     async def ascan_pools(self) -> list[AsyncPool]:
         return await self.aprimaries()
 
+    @property
+    def primary(self) -> SyncPool:  # type: ignore[override]
+        """The first primary: for code written for one server. A one-key command sent
+        there still reaches its key's node (``MOVED`` is followed); use ``key_pool``."""
+        return self.primaries()[0]
+
     def read_pool(self) -> SyncPool:
         return self.primaries()[0]
 
