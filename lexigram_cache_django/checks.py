@@ -26,6 +26,7 @@ from django.utils.module_loading import import_string
 
 from . import conf
 from .codec import Codec
+from .exceptions import CacheConfigurationError
 from .tiered_checks import check_tiered
 from .warming import check_warming
 
@@ -88,6 +89,8 @@ def _secrets(config: Mapping[str, Any]) -> list[str]:
         for key, raw in options.items():
             if isinstance(key, str) and "password" in key.lower() and isinstance(raw, str):
                 found.append(raw)
+            if isinstance(raw, dict):  # SENTINEL_KWARGS: the sentinels' password
+                found += [v for k, v in raw.items() if "password" in str(k).lower()]
     return found
 
 
@@ -226,9 +229,10 @@ def _port_problem(text: str) -> str | None:
 def _redis_url_problem(url: str) -> tuple[str, str] | None:
     scheme, sep, _ = url.partition("://")
     if not sep or scheme.lower() not in _REDIS_SCHEMES:
-        if "sentinel" in url.split(":", 1)[0].lower():
-            return "is a Sentinel URL", "Sentinel LOCATIONs are not supported yet (docs/design.md)."
-        hint = "Write redis://host:6379/0, rediss://host:6380/0 or unix:///path/redis.sock."
+        hint = (
+            "Write redis://host:6379/0, rediss://host:6380/0, unix:///path/redis.sock, "
+            "redis+sentinel://host:26379/<service>/<db> or redis+cluster://host:7000/0."
+        )
         if re.match(r"(?i)rediss?:/[^/]", url):
             hint = "Two slashes after the scheme: redis://..."
         return "is not a redis://, rediss:// or unix:// URL", hint
@@ -272,8 +276,41 @@ def _memcached_server_problem(server: str) -> tuple[str, str] | None:
     return None
 
 
-def _check_location(report: _Report, backend: str, location: Any) -> None:
+def _check_topology(report: _Report, location: Any, options: Any) -> bool:
+    """A Sentinel or Cluster LOCATION (or SENTINELS): E009 if it cannot be used.
+
+    Returns False when LOCATION is not one, for the per-server checks.
+    """
+    from .backends.redis import locations
+
+    sentinel = locations.scheme_of(location) in locations.SENTINEL_SCHEMES
+    if isinstance(options, dict) and options.get("SENTINELS") is None and not sentinel:
+        for key in ("READ_FROM_REPLICAS", "SENTINEL_KWARGS"):
+            if options.get(key):
+                hint = "It applies to Sentinel LOCATIONs only; remove it, or name the service."
+                report.add("W003", f"OPTIONS[{key!r}] is ignored without Sentinel.", hint, Warning)
+    if not locations.is_topology(location, options):
+        return False
+    sentinels = options.get("SENTINELS") if isinstance(options, dict) else None
+    hint = (
+        "Write redis+sentinel://host1:26379,host2:26379/<service>/<db>, "
+        "redis+cluster://host1:7000,host2:7001/0, or redis://<service>/<db> with "
+        "OPTIONS['SENTINELS'] = [(host, port), ...]. See docs/backends/redis.md."
+    )
+    if not isinstance(location, str):
+        report.add("E009", "a Sentinel or Cluster LOCATION must be one string.", hint)
+        return True
+    try:
+        locations.parse(location, sentinels)
+    except CacheConfigurationError as exc:
+        report.add("E009", str(exc).removeprefix("RedisCache ") + ".", hint)
+    return True
+
+
+def _check_location(report: _Report, backend: str, location: Any, options: Any = None) -> None:
     if backend not in conf.NETWORKED:
+        return
+    if backend == "redis" and _check_topology(report, location, options):
         return
     if not isinstance(location, str | list | tuple):
         report.add("E009", f"LOCATION must be a string or a list, not {type(location).__name__}.",
@@ -326,7 +363,7 @@ def check_alias(alias: str, config: Any) -> list[CheckMessage]:
             options = {}
         else:
             _check_options(report, name, options, config.get("LOCATION"))
-        _check_location(report, name, config.get("LOCATION"))
+        _check_location(report, name, config.get("LOCATION"), config.get("OPTIONS"))
         if not any(isinstance(m, Error) for m in report.messages):
             params = dict(config)  # built as Django's caches[alias] builds it
             del params["BACKEND"]

@@ -212,6 +212,16 @@ CACHE_OPTIONS: Mapping[str, Option] = _options(
     Option("POOL_TIMEOUT", _SECONDS, None, "seconds a caller waits for a free connection when all "
            "`MAX_CONNECTIONS` are busy, then fails open",
            backends=frozenset({"redis"}), minimum=0.0, default_doc="`SOCKET_TIMEOUT`"),
+    Option("SENTINELS", (list, tuple), None, "django-redis's form of a Sentinel LOCATION: "
+           "`[(\"host\", 26379), ...]` with `LOCATION=\"redis://<service>/<db>\"` "
+           "([Sentinel](backends/redis.md#sentinel))", backends=frozenset({"redis"}),
+           nullable=True, default_doc="`None`"),
+    Option("SENTINEL_KWARGS", (dict,), None, "connection arguments for the sentinels "
+           "themselves (e.g. their `password`); the URL's password is the servers'",
+           backends=frozenset({"redis"}), nullable=True, default_doc="`None`"),
+    Option("READ_FROM_REPLICAS", (bool,), False, "Sentinel: send plain reads to the "
+           "service's replicas (they may lag behind writes); writes, tag records and locks "
+           "always go to the primary", backends=frozenset({"redis"})),
     Option("NO_DELAY", (bool,), True, "`TCP_NODELAY` on the sockets",
            backends=frozenset({"memcached"})),
     Option("POOL_SIZE", (int,), 4, "asyncio connections per server per event loop (async path)",
@@ -302,8 +312,6 @@ DJANGO_REDIS_OPTIONS: Mapping[str, str] = {
     "REDIS_CLIENT_CLASS": "Remove it: commands go to pooled connections, not a redis.Redis.",
     "REDIS_CLIENT_KWARGS": "Give connection options as lower-case OPTIONS.",
     "CLOSE_CONNECTION": "Remove it: connections are pooled and kept open.",
-    "SENTINELS": "Sentinel LOCATIONs are not supported yet (docs/design.md).",
-    "SENTINEL_KWARGS": "Sentinel LOCATIONs are not supported yet (docs/design.md).",
     "REPLICA_READ_ONLY": "Remove it: replicas (LOCATION after the first URL) only serve reads.",
     "REVERSE_KEY_FUNCTION": "Remove it: keys() and iter_keys() return keys as given.",
 }

@@ -84,6 +84,12 @@ leg() {
     suite "$py" "$leg" "memory/base" --backend "$MEMORY" --flavor base
     suite "$py" "$leg" "memory/locmem" --backend "$MEMORY" --flavor locmem --skip-internals
     suite "$py" "$leg" "redis/redis" --backend "$REDIS" --flavor redis --skip-internals
+    # Sentinel (primary + replica + 1 sentinel) and a 3-primary Cluster: ~20-30 s each on a
+    # loaded 2-core machine (the standalone redis/redis run: ~15 s).
+    suite "$py" "$leg" "redis(sentinel)/redis" --backend "$REDIS" --flavor redis \
+        --skip-internals --server sentinel
+    suite "$py" "$leg" "redis(cluster)/redis" --backend "$REDIS" --flavor redis \
+        --skip-internals --server cluster
     suite "$py" "$leg" "redis/base" --backend "$REDIS" --flavor base --server redis \
         --location "redis://127.0.0.1:{port}" --exclude-aliases cull,zero_cull \
         --incr-decr-error "${REDIS_INCR_ERROR:-lexigram_cache_django.exceptions.CacheIncrError}"

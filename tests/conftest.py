@@ -16,6 +16,7 @@ from django.utils.module_loading import import_string
 
 from lexigram_cache_django.backends.base import LexigramCache
 from tests.servers import Server, start_memcached, start_redis
+from tests.topology_servers import Topology, start_cluster
 
 # Hypothesis: "ci" (scripts/test.sh sets HYPOTHESIS_PROFILE=ci) is reproducible: the same
 # examples every run, and no example database, so a failure saved once cannot fail every later
@@ -46,6 +47,14 @@ def redis_server() -> Iterator[Server]:
     server = start_redis()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Topology]:
+    """A 3-primary Redis Cluster of our own on free loopback ports, for the session."""
+    cluster = start_cluster()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

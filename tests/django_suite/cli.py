@@ -20,6 +20,7 @@ from types import FrameType
 from typing import Any
 
 from ..servers import Server, start_memcached, start_redis
+from ..topology_servers import Topology, start_cluster, start_sentinel_set
 from .flavors import DEFAULT_LOCATION, DEFAULT_SERVER, FLAVORS, INTERNALS
 from .sources import SuiteError, cache_dir_default, django_tests, make_run_tree, probe_target
 
@@ -61,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--location", help="LOCATION; {port} and {host} name the started server; JSON list ok")
     add("--options", help="OPTIONS as JSON ({port} and {host} replaced)")
     add("--params", help="other top-level CACHES keys as JSON (e.g. TIMEOUT)")
-    add("--server", choices=("redis", "memcached", "none"),
+    add("--server", choices=("redis", "memcached", "sentinel", "cluster", "none"),
         help="start a throw-away server on a free loopback port (default: per flavor)")  # fmt: skip
     add("--exclude-aliases",
         help="comma list of Django's test aliases to leave out (e.g. cull,zero_cull);"
@@ -81,18 +82,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _substitute(text: str, server: Server | None) -> str:
+def _substitute(text: str, server: Server | Topology | None) -> str:
     if server is None:
         return text
     return text.replace("{port}", str(server.port)).replace("{host}", server.host)
 
 
-def cache_params(args: argparse.Namespace, server: Server | None) -> dict[str, Any]:
+def cache_params(args: argparse.Namespace, server: Server | Topology | None) -> dict[str, Any]:
     """The CACHES entry under test, with the started server's port filled in."""
     params: dict[str, Any] = json.loads(_substitute(args.params, server)) if args.params else {}
     params["BACKEND"] = args.backend
     location = args.location
-    if location is None and server is not None:
+    if location is None and isinstance(server, Topology):
+        location = server.location
+    elif location is None and server is not None:
         location = DEFAULT_LOCATION[server.kind]
     if location is not None:
         location = _substitute(location, server)
@@ -172,10 +175,10 @@ def run(args: argparse.Namespace) -> int:
     tests_dir = django_tests(target, args.cache_dir, refresh=args.refresh)
     run_root = make_run_tree(tests_dir, args.cache_dir)
     kind = _server_kind(args)
-    server: Server | None = None
+    server: Server | Topology | None = None
     try:
         if kind != "none":
-            server = start_redis() if kind == "redis" else start_memcached()
+            server = _STARTERS[kind]()
             log(f"started {kind} (pid {server.process.pid}) on {server.address}")
         exclude = args.exclude_aliases
         config = {
@@ -225,6 +228,14 @@ def run(args: argparse.Namespace) -> int:
             log(f"run tree kept at {run_root}")
         else:
             shutil.rmtree(run_root, ignore_errors=True)
+
+
+_STARTERS: dict[str, Any] = {
+    "redis": start_redis,
+    "memcached": start_memcached,
+    "sentinel": start_sentinel_set,
+    "cluster": start_cluster,
+}
 
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:

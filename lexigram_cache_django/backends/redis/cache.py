@@ -7,7 +7,7 @@ fail-open policy come from :class:`~..remote.RemoteCache`; this module holds onl
 Redis's own: LOCATION and pool options, Django timeouts as ``PX`` milliseconds, ``clear()``
 by prefix with SCAN + UNLINK, the django-redis extensions (``ttl``, ``persist``,
 ``keys``, ``delete_pattern``, ``get_client``, ...) and server figures from ``INFO``;
-the data-structure commands are mixins (:mod:`.commands`).
+the data-structure commands are mixins (:mod:`.structures`).
 
 Why it is fast: commands go straight to a pooled connection (``send_command`` +
 ``read_response``) through our lean pools (:mod:`.pools`) instead of ``redis.Redis``'s
@@ -32,6 +32,7 @@ from ...conf import mask_location
 from ...exceptions import CacheConfigurationError, CacheServerError
 from ..patterns import glob_escape, key_unmaker
 from ..remote import RemoteCache
+from . import locations
 from .client import SCAN_COUNT, RedisClient
 from .hashes import HashCommands
 from .sets import SetCommands
@@ -104,21 +105,44 @@ def pool_options(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return {**kwargs, "timeout": socket_timeout if pool_timeout is None else pool_timeout}, kwargs
 
 
+def make_client(location: Any, opts: dict[str, Any], circuit: dict[str, Any]) -> RedisClient:
+    """The client LOCATION names: servers, a Sentinel service or a Cluster."""
+    sentinels = conf.value(opts, "SENTINELS", "redis")
+    if not locations.is_topology(location, opts):
+        return RedisClient(split_servers(location), *pool_options(opts), circuit)
+    if not isinstance(location, str):
+        raise CacheConfigurationError(
+            "RedisCache: a Sentinel or Cluster LOCATION is one string, not a list"
+        )
+    topology = locations.parse(location, sentinels)
+    if topology.kind == "cluster":
+        from .cluster import ClusterClient
+
+        return ClusterClient(topology, *pool_options(opts), circuit)
+    from .sentinel import SentinelClient
+
+    return SentinelClient(
+        topology,
+        *pool_options(opts),
+        circuit,
+        sentinel_options=conf.value(opts, "SENTINEL_KWARGS", "redis"),
+        replica_reads=conf.value(opts, "READ_FROM_REPLICAS", "redis"),
+    )
+
+
 class RedisCache(RemoteCache, HashCommands, SetCommands, SortedSetCommands):
     """Redis through redis-py: Django's API, django-redis's extensions, sync and async.
 
     The hash, set and sorted-set commands (and ``expire_at``, ``pexpire_at``,
     ``pexpire``) come from the mixins in :mod:`.hashes`, :mod:`.sets`,
-    :mod:`.sorted_sets` and :mod:`.commands`.
+    :mod:`.sorted_sets` and :mod:`.structures`.
     """
 
     backend_name = "redis"
 
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
-        self._client: RedisClient = RedisClient(
-            split_servers(server), *pool_options(self._options), self.circuit_options()
-        )
+        self._client: RedisClient = make_client(server, self._options, self.circuit_options())
         self._clients: dict[int, redis.Redis] = {}
         self._default_px = milliseconds(self.ttl_seconds(DEFAULT_TIMEOUT))
 
@@ -141,13 +165,15 @@ class RedisCache(RemoteCache, HashCommands, SetCommands, SortedSetCommands):
         if self.key_prefix:
             self._client.unlink_matching(self._alias_pattern())
         else:
-            self._client.send(self._client.primary, "FLUSHDB")
+            for pool in self._client.primaries():
+                self._client.send(pool, "FLUSHDB")
 
     async def _aclear_server(self) -> None:
         if self.key_prefix:
             await self._client.aunlink_matching(self._alias_pattern())
         else:
-            await self._client.asend(self._client.aprimary(), "FLUSHDB")
+            for ap in await self._client.aprimaries():
+                await self._client.asend(ap, "FLUSHDB")
 
     async def aclose(self, **kwargs: Any) -> None:
         """Close this event loop's connections to our servers (sync pools stay open)."""
@@ -161,6 +187,9 @@ class RedisCache(RemoteCache, HashCommands, SetCommands, SortedSetCommands):
         That pool has this alias's settings and bound, and opens its own connections on
         first use (the backend's commands go through the leaner ``SyncPool``).
         """
+        raw = getattr(self._client, "raw_client", None)
+        if raw is not None:  # Cluster: a redis.cluster.RedisCluster
+            return raw()  # type: ignore[no-any-return]
         pool = (self._client.primary if write else self._client.read_pool()).redis_pool
         client = self._clients.get(id(pool))
         if client is None:
@@ -169,6 +198,9 @@ class RedisCache(RemoteCache, HashCommands, SetCommands, SortedSetCommands):
 
     def aget_client(self, *, write: bool = True) -> redis.asyncio.Redis:
         """A ``redis.asyncio.Redis`` on this loop's pool (call from inside the loop)."""
+        raw = getattr(self._client, "araw_client", None)
+        if raw is not None:  # Cluster: a redis.asyncio.cluster.RedisCluster
+            return raw()  # type: ignore[no-any-return]
         ap = self._client.aprimary() if write else self._client.aread_pool()
         return redis.asyncio.Redis(connection_pool=ap.redis_pool)
 
@@ -183,7 +215,7 @@ class RedisCache(RemoteCache, HashCommands, SetCommands, SortedSetCommands):
     def _remaining(self, command: str, key: Any, version: int | None) -> int | None:
         key = self.make_and_validate_key(key, version)
         try:
-            left = int(self._client.send(self._client.read_pool(), command, key))
+            left = int(self._client.send(self._client.key_pool(key, False), command, key))
         except CacheServerError as exc:
             return self._failed(command.lower(), exc, 0)
         return None if left == -1 else max(left, 0)
@@ -197,7 +229,8 @@ class RedisCache(RemoteCache, HashCommands, SetCommands, SortedSetCommands):
     async def _aremaining(self, command: str, key: Any, version: int | None) -> int | None:
         key = self.make_and_validate_key(key, version)
         try:
-            left = int(await self._client.asend(self._client.aread_pool(), command, key))
+            pool = await self._client.akey_pool(key, False)
+            left = int(await self._client.asend(pool, command, key))
         except CacheServerError as exc:
             return self._failed(command.lower(), exc, 0)
         return None if left == -1 else max(left, 0)
@@ -219,14 +252,15 @@ class RedisCache(RemoteCache, HashCommands, SetCommands, SortedSetCommands):
     def _on_primary(self, command: str, key: Any, version: int | None, *args: Any) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            return bool(self._client.send(self._client.primary, command, key, *args))
+            return bool(self._client.send(self._client.key_pool(key), command, key, *args))
         except CacheServerError as exc:
             return self._failed(command.lower(), exc, False)
 
     async def _aon_primary(self, command: str, key: Any, version: int | None, *args: Any) -> bool:
         key = self.make_and_validate_key(key, version)
         try:
-            return bool(await self._client.asend(self._client.aprimary(), command, key, *args))
+            pool = await self._client.akey_pool(key)
+            return bool(await self._client.asend(pool, command, key, *args))
         except CacheServerError as exc:
             return self._failed(command.lower(), exc, False)
 
@@ -245,8 +279,9 @@ class RedisCache(RemoteCache, HashCommands, SetCommands, SortedSetCommands):
         pattern = self._pattern(search, version)
         client = self._client
         try:
-            for raw in client.scan(client.read_pool(), pattern, itersize or SCAN_COUNT):
-                yield unmake(raw)
+            for pool in client.scan_pools():
+                for raw in client.scan(pool, pattern, itersize or SCAN_COUNT):
+                    yield unmake(raw)
         except CacheServerError as exc:
             self._failed("iter_keys", exc, None)
 
@@ -257,8 +292,9 @@ class RedisCache(RemoteCache, HashCommands, SetCommands, SortedSetCommands):
         pattern = self._pattern(search, version)
         client = self._client
         try:
-            async for raw in client.ascan(client.aread_pool(), pattern, itersize or SCAN_COUNT):
-                yield unmake(raw)
+            for ap in await client.ascan_pools():
+                async for raw in client.ascan(ap, pattern, itersize or SCAN_COUNT):
+                    yield unmake(raw)
         except CacheServerError as exc:
             self._failed("iter_keys", exc, None)
 
@@ -305,6 +341,19 @@ class RedisCache(RemoteCache, HashCommands, SetCommands, SortedSetCommands):
         version = self.version if version is None else version
         unmake = key_unmaker(self.key_func, self.key_prefix, version)
         return lambda raw: unmake(raw.decode(errors="replace"))
+
+    def health(self) -> dict[str, Any]:
+        """As on every networked backend; on Cluster no node is "the primary": one dead
+        node of several makes the alias ``degraded``, not ``down``."""
+        report = super().health()
+        servers = report["servers"]
+        if (
+            report["status"] == "down"
+            and hasattr(self._client, "raw_client")
+            and any(s["ping_ms"] is not None for s in servers)
+        ):
+            report["status"] = "degraded"
+        return report
 
     # -- metrics -----------------------------------------------------------------------
 

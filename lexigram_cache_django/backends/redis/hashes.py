@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .commands import UNREADABLE, RedisCommands
+from .structures import UNREADABLE, RedisCommands
 
 
 def _field(field: Any) -> bytes:

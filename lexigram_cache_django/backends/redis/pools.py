@@ -91,13 +91,17 @@ class SyncPool:
     #: The server's circuit breaker, set by the client that made the pool (see client.py).
     breaker: CircuitBreaker
 
-    def __init__(self, url: str, **options: Any) -> None:
-        #: redis-py's pool for ``get_client()``, and where our connection settings come from.
-        self.redis_pool = redis.BlockingConnectionPool.from_url(url, **options)
+    def __init__(self, url: str, *, redis_pool: Any = None, **options: Any) -> None:
+        #: redis-py's pool for ``get_client()``, and where our connection settings come from
+        #: (given for Sentinel: a ``SentinelConnectionPool``, whose connections find the
+        #: service's primary or a replica when they connect).
+        if redis_pool is None:
+            redis_pool = redis.BlockingConnectionPool.from_url(url, **options)
+        self.redis_pool = redis_pool
         self.connection_class: type[Any] = self.redis_pool.connection_class
         self.connection_kwargs: dict[str, Any] = self.redis_pool.connection_kwargs
         self.max_connections: int = self.redis_pool.max_connections
-        self.timeout: float | None = self.redis_pool.timeout
+        self.timeout: float | None = getattr(redis_pool, "timeout", options.get("timeout"))
         self.idle_check_after = IDLE_CHECK_AFTER
         self._reset()
         _sync_pools.add(self)
@@ -201,8 +205,12 @@ class AsyncPool:
 
     breaker: CircuitBreaker
 
-    def __init__(self, url: str, *, timeout: float | None = None, **options: Any) -> None:
-        self.redis_pool = redis.asyncio.ConnectionPool.from_url(url, **options)
+    def __init__(
+        self, url: str, *, timeout: float | None = None, redis_pool: Any = None, **options: Any
+    ) -> None:
+        if redis_pool is None:
+            redis_pool = redis.asyncio.ConnectionPool.from_url(url, **options)
+        self.redis_pool = redis_pool
         self.connection_class: type[Any] = self.redis_pool.connection_class
         self.connection_kwargs: dict[str, Any] = self.redis_pool.connection_kwargs
         self.max_connections: int = self.redis_pool.max_connections

@@ -2,7 +2,7 @@
 
 Members go through the alias's codec, so any value the alias can cache can be a member
 (equal values must encode to equal bytes: true of str, bytes, int and pickled/JSON
-builtins; see :mod:`.commands` for why ENCRYPTION_KEY is refused). ``sdiff``, ``sinter``,
+builtins; see :mod:`.structures` for why ENCRYPTION_KEY is refused). ``sdiff``, ``sinter``,
 ``sunion``, their ``*store`` forms and ``smove`` name several keys: on Cluster those keys
 must share a hash slot.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from .commands import RedisCommands
+from .structures import RedisCommands
 
 
 class SetCommands(RedisCommands):
@@ -208,7 +208,7 @@ class SetCommands(RedisCommands):
     ) -> Iterator[Any]:
         made = self.make_and_validate_key(key, version)
         args = self._scan_args(made, match, count)
-        pool = self._client.read_pool()  # a cursor belongs to one server
+        pool = self._client.key_pool(made, write=False)  # a cursor belongs to one server
         cursor: Any = 0
         while True:
             cursor, found = self._on(pool, "sscan", (0, []), "SSCAN", made, cursor, *args)
@@ -221,7 +221,7 @@ class SetCommands(RedisCommands):
     ) -> AsyncIterator[Any]:
         made = self.make_and_validate_key(key, version)
         args = self._scan_args(made, match, count)
-        ap = self._client.aread_pool()
+        ap = await self._client.akey_pool(made, write=False)
         cursor: Any = 0
         while True:
             cursor, found = await self._aon(ap, "sscan", (0, []), "SSCAN", made, cursor, *args)

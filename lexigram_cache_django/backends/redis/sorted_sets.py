@@ -1,6 +1,6 @@
 """django-redis's sorted-set commands on RedisCache (``zadd``, ``zrange``, ...), sync and async.
 
-Members go through the alias's codec (see :mod:`.commands`); scores stay numbers.
+Members go through the alias's codec (see :mod:`.structures`); scores stay numbers.
 Bounds take what Redis takes: numbers, ``"-inf"``/``"+inf"``, ``"(1.5"`` for exclusive.
 Ranges come back as members, or ``(member, score)`` pairs with ``withscores``; scores are
 ``score_cast_func(reply)`` (float by default), as in redis-py and django-redis.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .commands import UNREADABLE, RedisCommands
+from .structures import UNREADABLE, RedisCommands
 
 Bound = float | int | str
 
