@@ -29,6 +29,11 @@ def alias(backend_kind: str, request: pytest.FixtureRequest) -> Iterator[str]:
         caches["c"].clear()
 
 
+def lexigram(alias: str) -> Any:
+    """``caches[alias]`` typed loosely: the extensions (tags=, invalidate_tags) are ours."""
+    return caches[alias]
+
+
 def configure(**entries: dict[str, Any]) -> Any:
     return override_settings(CACHES={"default": DEFAULT, **entries})
 
@@ -41,7 +46,7 @@ def test_aliases_lists_every_configured_alias(alias: str) -> None:
 
 
 def test_unknown_alias_is_a_clear_error(alias: str) -> None:
-    with pytest.raises(OperationError, match="unknown cache alias 'nope'.*default, c"):
+    with pytest.raises(OperationError, match=r"unknown cache alias 'nope'.*default, c"):
         operations.alias_stats("nope")
 
 
@@ -152,7 +157,7 @@ def test_health_of_a_stopped_server_is_down(kind: str) -> None:
 
 
 def test_inspect_value_ttl_size_and_tags(alias: str, backend_kind: str) -> None:
-    cache = caches[alias]
+    cache = lexigram(alias)
     cache.set("k", {"n": 1, "text": "x" * 500}, 120, tags=["pets", "owners"])
     info = operations.inspect_key(alias, "k")
     assert info["found"] is True and info["type"] == "dict"
@@ -240,7 +245,7 @@ def test_clear_memory_and_memcached(alias: str, backend_kind: str) -> None:
 
 
 def test_invalidate_string_tags(alias: str) -> None:
-    cache = caches[alias]
+    cache = lexigram(alias)
     cache.set("k", 1, 60, tags=["menu"])
     assert operations.invalidate(alias=alias, tags=["menu"]) == ["menu"]
     assert cache.get("k") is None
@@ -250,7 +255,7 @@ def test_invalidate_string_tags(alias: str) -> None:
 def test_invalidate_model_and_rows_uses_model_invalidation_tags(alias: str) -> None:
     from example_project.petclinic.models import Pet
 
-    cache = caches[alias]
+    cache = lexigram(alias)
     cache.set("all-pets", 1, 60, tags=[Pet])
     cache.set("pet-3", 1, 60, tags=[(Pet, 3)])
     cache.set("pet-4", 1, 60, tags=[(Pet, 4)])
