@@ -159,7 +159,7 @@ def test_health_of_a_stopped_server_exits_two_in_its_own_process(redis_server: A
     finally:
         server.stop()
     print(
-        f"health of a stopped server: rc {done.returncode} in {elapsed:.2f}s (process start included)"
+        f"health of a stopped server: rc {done.returncode} in {elapsed:.2f}s (with process start)"
     )
     assert done.returncode == 2, done.stderr
     assert json.loads(done.stdout)["status"] == "down"
