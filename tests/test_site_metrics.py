@@ -144,8 +144,9 @@ def test_metrics_alias_collects_a_memory_alias(redis_server: Any, request: Any) 
         after = site_metrics.site_totals("mem", 5)
         assert after is not None and after["hits"] - base["hits"] == 6
         client = lexigram("shared")._client
-        keys = client.send(client.primary, "KEYS", "lexigram:metrics:*:mem:*")
-        assert keys  # on the METRICS_ALIAS server
+        now = int(time.time() // 60) * 60
+        keys = [site_metrics.bucket_key("mem", m) for m in (now, now - 60)]
+        assert client.send(client.primary, "EXISTS", *keys)  # on the METRICS_ALIAS server
 
 
 def test_a_dead_server_never_raises_and_keeps_its_deltas(request: Any) -> None:
@@ -258,3 +259,34 @@ def test_two_processes_add_up_in_a_third(redis_server: Any, request: Any) -> Non
             assert worker.stdin is not None
             worker.stdin.close()
             worker.wait(timeout=30)
+
+
+# -- system checks -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("app", "code", "text"),
+    [
+        ({"METRICS_INTERVAL": 0}, "E030", "METRICS_INTERVAL must be between"),
+        ({"METRICS_ENABLED": "yes"}, "E030", "METRICS_ENABLED must be True or False"),
+        ({"METRICS_ALIAS": "nope"}, "E031", "'nope' is not in CACHES"),
+        ({"METRICS_ALIAS": "default"}, "E031", "not a lexigram Redis or Memcached"),
+    ],
+)
+def test_metrics_settings_are_checked(app: dict[str, Any], code: str, text: str) -> None:
+    from lexigram_cache_django.checks import check_app_settings
+
+    with override_settings(LEXIGRAM_CACHE=app):
+        found = check_app_settings()
+    assert [m.id for m in found] == [f"lexigram_cache.{code}"]
+    assert text in found[0].msg and found[0].hint
+
+
+def test_metrics_alias_on_redis_passes_the_checks(redis_server: Any, request: Any) -> None:
+    from lexigram_cache_django.checks import check_app_settings
+
+    shared = backend_config("redis", request)
+    with override_settings(
+        CACHES={"default": DEFAULT, "shared": shared}, LEXIGRAM_CACHE={"METRICS_ALIAS": "shared"}
+    ):
+        assert check_app_settings() == []
