@@ -355,7 +355,7 @@ def test_tiered_alias_stats_and_health(redis_server: Any, request: Any) -> None:
             "L1": {
                 "BACKEND": "lexigram_cache_django.backends.memory.MemoryCache",
                 "LOCATION": "ops-l1",
-            },  # fmt: skip
+            },
             "L2": l2,
         },
     }
