@@ -374,3 +374,18 @@ def test_tiered_alias_stats_and_health(redis_server: Any, request: Any) -> None:
         health = operations.alias_health("t")
         assert health["status"] == "up" and health["version"]
         cache.clear()
+
+
+def test_health_says_breaker_open_once_the_breaker_opened() -> None:
+    server = start_redis()
+    path = "lexigram_cache_django.backends.redis.RedisCache"
+    try:
+        with configure(c={"BACKEND": path, "LOCATION": server.url}):
+            server.stop()
+            for _ in range(10):  # CIRCUIT_FAILURES (5) refused connections open it
+                caches["c"].get("k")
+            health = operations.alias_health("c")
+            assert health["breaker"] == "open"
+            assert health["status"] == "breaker_open"
+    finally:
+        server.stop()
