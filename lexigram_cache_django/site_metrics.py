@@ -43,6 +43,7 @@ logger = logging.getLogger("lexigram_cache_django")
 #: Seconds a minute bucket is kept (a day, plus two minutes of slack).
 RETENTION = 86_400 + 120
 MINUTE = 60
+HOUR = 3600
 #: Part of every bucket key; bump when the layout changes.
 LAYOUT = "v1"
 
@@ -65,6 +66,12 @@ def enabled() -> bool:
 
 def interval() -> float:
     return float(app_setting("METRICS_INTERVAL"))
+
+
+def hour_key(alias: str, hour: int) -> str:
+    """Memcached's hourly roll-up of one alias's minute buckets (``hour``: epoch seconds)."""
+    prefix = str(settings.CACHES.get(alias, {}).get("KEY_PREFIX", "") or "")
+    return f"lexigram:metrics:{LAYOUT}:{prefix}:{alias}:h{hour}"
 
 
 def _minute(now: float | None = None) -> int:
@@ -135,7 +142,7 @@ def _flush_alias(alias: str, minute: int, seen: set[str]) -> None:
         for name, n in delta.items():
             bucket[name] = bucket.get(name, 0) + n
         _prune_local(alias, minute)
-    elif not _write(store, bucket_key(alias, minute), delta):
+    elif not _write(store, alias, minute, delta):
         return  # keep the baseline: these deltas go out with the next flush
     _baselines[cache.identity] = snapshot
 
@@ -146,8 +153,9 @@ def _prune_local(alias: str, minute: int) -> None:
         del buckets[old]
 
 
-def _write(store: LexigramCache, key: str, delta: Mapping[str, int]) -> bool:
+def _write(store: LexigramCache, alias: str, minute: int, delta: Mapping[str, int]) -> bool:
     client: Any = store._client  # type: ignore[attr-defined]
+    key = bucket_key(alias, minute)
     try:
         with one_operation():
             if store.backend_name == "redis":
@@ -156,11 +164,13 @@ def _write(store: LexigramCache, key: str, delta: Mapping[str, int]) -> bool:
                 ]
                 commands.append(("EXPIRE", key, RETENTION))
                 client.send_pipeline(client.primary, commands)
-            else:
+                return True
+            # memcached: the minute, and its hour (so a day's totals read 24 keys, not 1440)
+            for bucket in (key, hour_key(alias, minute - minute % HOUR)):
                 for name, n in delta.items():
-                    counter = f"{key}:{name}"
+                    counter = f"{bucket}:{name}"
                     if client.incr(counter, n) is None and not client.add(
-                        counter, str(n).encode(), RETENTION
+                        counter, str(n).encode(), RETENTION + HOUR
                     ):
                         client.incr(counter, n)  # another process added it first
     except CacheServerError as exc:
@@ -214,12 +224,20 @@ def _read(store: LexigramCache, alias: str, minutes: list[int]) -> dict[int, dic
                 if isinstance(reply, dict) and reply:
                     out[m] = {_text(k): int(v) for k, v in reply.items()}
             return out
-        keys = [f"{bucket_key(alias, m)}:{name}" for m in minutes for name in COUNTERS]
-        values = client.get_many(keys, True)
-        for index, raw in enumerate(values):
-            if raw is not None:
-                m = minutes[index // len(COUNTERS)]
-                out.setdefault(m, {})[COUNTERS[index % len(COUNTERS)]] = int(raw)
+        return _memcached_counts(client, [bucket_key(alias, m) for m in minutes], minutes)
+
+
+def _memcached_counts(
+    client: Any, buckets: list[str], labels: list[int]
+) -> dict[int, dict[str, int]]:
+    """Every counter of each bucket key in one ``get_many``, by label."""
+    out: dict[int, dict[str, int]] = {}
+    keys = [f"{bucket}:{name}" for bucket in buckets for name in COUNTERS]
+    values = client.get_many(keys, True)
+    for index, raw in enumerate(values):
+        if raw is not None:
+            label = labels[index // len(COUNTERS)]
+            out.setdefault(label, {})[COUNTERS[index % len(COUNTERS)]] = int(raw)
     return out
 
 
@@ -230,12 +248,39 @@ def _text(value: Any) -> str:
 def site_totals(alias: str, minutes: int = 1440) -> dict[str, int] | None:
     """The sum of the last ``minutes`` minute buckets, site-wide; None where the alias has
     no shared server to add up on (memory, Django's backends: per process only)."""
-    if alias not in settings.CACHES or target(alias) is None:
+    store = target(alias) if alias in settings.CACHES else None
+    if store is None:
         return None
     totals = {name: 0 for name in COUNTERS}
+    if store.backend_name == "memcached":
+        try:
+            return _memcached_totals(store, alias, _minutes(minutes), totals)
+        except CacheServerError as exc:
+            logger.debug("site metrics: reading %r failed: %s", alias, exc)
+            return totals
     for bucket in series(alias, minutes):
         for name in COUNTERS:
             totals[name] += bucket[name]
+    return totals
+
+
+def _memcached_totals(
+    store: LexigramCache, alias: str, wanted: list[int], totals: dict[str, int]
+) -> dict[str, int]:
+    """Whole hours of the window from the hourly roll-ups, the minutes around them from
+    the minute buckets: ~24 x 15 + ~120 x 15 keys for a day instead of 1440 x 15."""
+    window = set(wanted)
+    hours = sorted({m - m % HOUR for m in wanted})
+    full = [h for h in hours if all(h + MINUTE * i in window for i in range(HOUR // MINUTE))]
+    covered = {h + MINUTE * i for h in full for i in range(HOUR // MINUTE)}
+    rest = [m for m in wanted if m not in covered]
+    client: Any = store._client  # type: ignore[attr-defined]
+    with one_operation():
+        found = _memcached_counts(client, [hour_key(alias, h) for h in full], full)
+        found.update(_memcached_counts(client, [bucket_key(alias, m) for m in rest], rest))
+    for counts in found.values():
+        for name, n in counts.items():
+            totals[name] += n
     return totals
 
 

@@ -303,3 +303,22 @@ async def test_async_choke_points_feed_the_histogram(alias: str, backend_kind: s
     await cache.aget("a")
     await cache.aget_many(["a", "b"])
     assert histogram_for(name).total - before >= 3
+
+
+def test_memcached_day_totals_use_hourly_rollups(memcached_server: Any, request: Any) -> None:
+    config = backend_config("memcached", request)
+    with override_settings(CACHES={"default": DEFAULT, "m": config}):
+        store = site_metrics.target("m")
+        assert store is not None
+        now = int(time.time() // 60) * 60
+        two_hours_ago = now - 2 * 3600
+        # Buckets of an hour wholly inside the window (read from its roll-up) and of the
+        # current, partial hour (read minute by minute), as a flush writes them.
+        assert site_metrics._write(store, "m", two_hours_ago, {"hits": 5, "misses": 2})
+        assert site_metrics._write(store, "m", now, {"hits": 3})
+        day = site_metrics.site_totals("m", 1440)
+        assert day is not None and (day["hits"], day["misses"]) == (8, 2)
+        minutes = site_metrics.series("m", 1440)
+        assert sum(m["hits"] for m in minutes) == 8  # the minute buckets agree
+        recent = site_metrics.site_totals("m", 60)
+        assert recent is not None and recent["hits"] == 3
