@@ -33,6 +33,7 @@ from redis.exceptions import AskError, NoScriptError
 from ...circuit import CircuitBreaker
 from ...exceptions import CacheServerError
 from ...failfast import breaker_for
+from ...metrics import histogram_for
 from ...tags import new_version, record_version
 from . import scripts
 from .client import RedisClient, _pools_for_loop
@@ -113,6 +114,7 @@ class ClusterClient(RedirectingClient):
                 if pool is None:
                     pool = SyncPool(node_url(name, self.topology.ssl), **self._sync_kwargs)
                     pool.breaker = self.breaker(name)
+                    pool.latency = histogram_for(pool.breaker.server)
                     self._nodes[name] = pool
         return pool
 
@@ -127,6 +129,7 @@ class ClusterClient(RedirectingClient):
         )
         ap.name = name  # type: ignore[attr-defined]
         ap.breaker = self.breaker(name)
+        ap.latency = histogram_for(ap.breaker.server)
         pools.append(ap)
         return ap
 

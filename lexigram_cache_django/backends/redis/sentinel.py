@@ -27,6 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ...failfast import breaker_for
+from ...metrics import histogram_for
 from .client import RedisClient, _pools_for_loop
 from .locations import Topology
 from .pools import AsyncPool, SyncPool
@@ -131,6 +132,7 @@ class SentinelClient(RedisClient):
                     pools = _sync_pools[self.pools_id] = self._new_sync_pools()
         for pool, breaker in zip(pools, self.breakers):
             pool.breaker = breaker
+            pool.latency = histogram_for(breaker.server)
         return pools
 
     def _new_sync_pools(self) -> list[SyncPool]:
@@ -182,6 +184,7 @@ class SentinelClient(RedisClient):
             pools[self.pools_id] = mine
             for ap, breaker in zip(mine, self.breakers):
                 ap.breaker = breaker
+                ap.latency = histogram_for(breaker.server)
         return mine
 
     def aread_pool(self) -> AsyncPool:
