@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from ..codec import EntryMeta
+from ..signals import cache_evicted, cache_hit, cache_miss
 from ..tags import new_version
 from .base import LexigramCache
 
@@ -90,6 +91,12 @@ class MemoryCache(LexigramCache):
     def __init__(self, location: str, params: dict[str, Any]) -> None:
         super().__init__(location, params)
         self._store = get_store(location)
+        self._evicted: list[str] = []  # culled under the lock, for cache_evicted after it
+
+    def _send_evicted(self) -> None:
+        """``cache_evicted`` for what the last write culled (called after the lock)."""
+        keys, self._evicted = self._evicted, []
+        self.send_signal(cache_evicted, keys=keys)
 
     # -- internals (call with the store lock held) ---------------------------------
 
@@ -162,11 +169,16 @@ class MemoryCache(LexigramCache):
         data = store.data
         if self._cull_frequency == 0:
             count = len(data)
+            if cache_evicted.receivers:
+                self._evicted.extend(data)
             data.clear()
         else:
             count = len(data) // self._cull_frequency
-            for _ in range(count):
-                data.popitem(last=False)
+            if cache_evicted.receivers:  # the keys, for the signal sent after the lock
+                self._evicted.extend(data.popitem(last=False)[0] for _ in range(count))
+            else:
+                for _ in range(count):
+                    data.popitem(last=False)
         store.evictions += count
         self._stats.evictions += count
 
@@ -182,14 +194,24 @@ class MemoryCache(LexigramCache):
                 if (expires is None or expires > time.time()) and entry.meta is None:
                     store.data.move_to_end(key)
                     self._stats.hits += 1
-                    return pickle.loads(entry.value) if entry.pickled else entry.value
-                entry = self._live(key)  # expired, or has metadata to check
-                if entry is not None:
-                    store.data.move_to_end(key)
-                    self._stats.hits += 1
-                    return pickle.loads(entry.value) if entry.pickled else entry.value
-            self._stats.misses += 1
+                    if not cache_hit.receivers:
+                        return pickle.loads(entry.value) if entry.pickled else entry.value
+                else:
+                    entry = self._live(key)  # expired, or has metadata to check
+                    if entry is not None:
+                        store.data.move_to_end(key)
+                        self._stats.hits += 1
+            if entry is None:
+                self._stats.misses += 1
+                if not cache_miss.receivers:
+                    return default
+        # A receiver listens: send after the lock, so it may use this cache.
+        if entry is None:
+            self.send_signal(cache_miss, key=key)
             return default
+        if cache_hit.receivers:
+            self.send_signal(cache_hit, key=key)
+        return pickle.loads(entry.value) if entry.pickled else entry.value
 
     def get_made(self, key: str, default: Any = None) -> Any:
         """``get`` of a made key, for a cache layered over this one (the tiered L1).
@@ -208,6 +230,8 @@ class MemoryCache(LexigramCache):
                 except KeyError:
                     pass
                 self._stats.hits += 1
+                if cache_hit.receivers:
+                    self.send_signal(cache_hit, key=key)
                 return pickle.loads(entry.value) if entry.pickled else entry.value
         found = self.get_entry(key)
         return default if found is None else found[0]
@@ -227,6 +251,8 @@ class MemoryCache(LexigramCache):
         with self._store.lock:
             self._put(key, Entry(stored, expires, pickled, self._meta_for(tags)))
             self._stats.sets += 1
+        if self._evicted:
+            self._send_evicted()
 
     def add(
         self,
@@ -245,7 +271,9 @@ class MemoryCache(LexigramCache):
                 return False
             self._put(key, Entry(stored, expires, pickled, self._meta_for(tags)))
             self._stats.sets += 1
-            return True
+        if self._evicted:
+            self._send_evicted()
+        return True
 
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version)
@@ -300,6 +328,8 @@ class MemoryCache(LexigramCache):
                     store.data.move_to_end(key)
                     found[original] = entry
             self.count_batch(made, len(found))
+        if cache_hit.receivers or cache_miss.receivers:
+            self.send_batch_signals(made, keys, found)
         for original, entry in found.items():
             if entry.pickled:
                 found[original] = pickle.loads(entry.value)
@@ -325,6 +355,8 @@ class MemoryCache(LexigramCache):
             for key, stored, pickled in packed:
                 self._put(key, Entry(stored, expires, pickled, meta))
             self._stats.sets += len(packed)
+        if self._evicted:
+            self._send_evicted()
         return []
 
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
@@ -345,9 +377,15 @@ class MemoryCache(LexigramCache):
             entry = self._live(key)
             if entry is None:
                 self._stats.misses += 1
-                return None
-            self._store.data.move_to_end(key)
-            self._stats.hits += 1
+            else:
+                self._store.data.move_to_end(key)
+                self._stats.hits += 1
+        if entry is None:
+            if cache_miss.receivers:
+                self.send_signal(cache_miss, key=key)
+            return None
+        if cache_hit.receivers:
+            self.send_signal(cache_hit, key=key)
         return _unpack(entry), entry.meta
 
     def set_entry(self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None) -> None:
@@ -356,6 +394,8 @@ class MemoryCache(LexigramCache):
         with self._store.lock:
             self._put(key, Entry(stored, expires, pickled, meta))
             self._stats.sets += 1
+        if self._evicted:
+            self._send_evicted()
 
     def lock_add(self, key: str, token: str, ttl: float | None) -> bool | None:
         expires = None if ttl is None else time.time() + ttl
@@ -363,7 +403,9 @@ class MemoryCache(LexigramCache):
             if self._live(key) is not None:
                 return False
             self._put(key, Entry(token, expires, False, None))
-            return True
+        if self._evicted:
+            self._send_evicted()
+        return True
 
     def lock_release(self, key: str, token: str) -> bool:
         with self._store.lock:
@@ -389,13 +431,18 @@ class MemoryCache(LexigramCache):
 
     def tag_versions(self, keys: Sequence[str], create: bool) -> list[int | None]:
         with self._store.lock:
-            return self._versions_locked(keys, create)
+            versions = self._versions_locked(keys, create)
+        if self._evicted:
+            self._send_evicted()
+        return versions
 
     def invalidate_tag_keys(self, keys: Sequence[str]) -> None:
         expires = time.time() + self.tag_timeout
         with self._store.lock:
             for tag_key in keys:
                 self._put(tag_key, Entry(new_version(), expires, False, None))
+        if self._evicted:
+            self._send_evicted()
 
     # -- async: the same in-memory code, no thread hop ----------------------------------
 
