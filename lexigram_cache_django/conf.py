@@ -263,6 +263,12 @@ APP_SETTINGS: Mapping[str, Option] = _options(
     Option("SWR_THREADS", (int,), 4, "background threads for `refresh=\"thread\"`", minimum=1),
     Option("SWR_CLAIM_TIMEOUT", _SECONDS, 60.0, "longest a refresh claim is held (capped by the "
            "stale window)", minimum=1.0),
+    Option("HEALTH_CACHES", (list, tuple), None, "aliases the health view and django-health-check "
+           "checks report ([health](health.md))", nullable=True,
+           default_doc="`None` (every alias)"),
+    Option("PROMETHEUS_INTERVAL", _SECONDS, 5.0, "seconds between copies of the counters into "
+           "prometheus-client's multiprocess files ([metrics](metrics.md#prometheus))",
+           minimum=0.1, maximum=3600.0),
 )  # fmt: skip
 
 #: Lower-case OPTIONS a backend refuses, with why (they mean something else, or nothing, here).
