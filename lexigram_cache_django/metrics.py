@@ -79,3 +79,9 @@ def stats_for(identity: str) -> CacheStats:
         with _registry_lock:
             stats = _registry.setdefault(identity, CacheStats())
     return stats
+
+
+def all_stats() -> list[CacheStats]:
+    """Every alias identity's counters in this process (no lock: a forked child reads
+    them in its first moments, when another thread's lock may be held for ever)."""
+    return list(_registry.values())
