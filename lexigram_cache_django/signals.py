@@ -53,9 +53,8 @@ circuit_closed = Signal(use_caching=True)
 
 def listening(signal: Signal) -> bool:
     """Whether ``signal`` may have a receiver: cheaper than ``Signal.has_listeners()``
-    (about 10 ns against 0.3-1 µs measured here), and at worst True for a receiver that has just been
-    garbage-collected, when ``send()`` then finds nobody. The hot paths inline it as
-    ``signal.receivers``."""
+    (about 10 ns against 0.3-1 µs measured here), and at worst True for a receiver just
+    garbage-collected, when ``send()`` finds nobody. Hot paths inline it (``.receivers``)."""
     return bool(signal.receivers)
 
 

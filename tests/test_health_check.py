@@ -26,7 +26,8 @@ class PerTestChecks(HealthCheckView):
 
     def get_checks(self) -> Iterator[HealthCheck]:
         self.checks = cache_checks(**self.check_options)
-        return super().get_checks()
+        checks: Iterator[HealthCheck] = super().get_checks()
+        return checks
 
 
 urlpatterns = [
@@ -163,7 +164,7 @@ def test_view_refuses_writes(site: Client) -> None:
 
 def test_health_caches_setting(site: Client) -> None:
     with override_settings(LEXIGRAM_CACHE={"HEALTH_CACHES": ["mc"]}):
-        status, body = view(site)
+        _, body = view(site)
         assert list(body["caches"]) == ["mc"]
         assert [options["alias"] for _, options in cache_checks()] == ["mc"]
 

@@ -108,6 +108,7 @@ def test_breaker_state_and_errors(own_server: Server) -> None:
     install(registry)
     with override_settings(CACHES={"default": {"BACKEND": BACKEND_PATHS["memory"]}, "b": config}):
         cache = caches["b"]
+        assert isinstance(cache, LexigramCache)
         own_server.kill()
         for _ in range(3):
             cache.get("k")  # the first fails and opens the breaker; two short-circuited
@@ -135,9 +136,7 @@ def test_metrics_view(aliased: LexigramCache, monkeypatch: pytest.MonkeyPatch) -
     series = parse(response.content.decode())
     ops = "lexigram_cache_operations_total"
     assert value(series, ops, alias="m", op="get", result="hit") == 1
-    assert ("process_cpu_seconds_total", ()) in series or ("python_info", ()) in series or any(
-        name.startswith("python_") for name, _ in series
-    )  # the default registry's own collectors are there too
+    assert any(name.startswith("python_") for name, _ in series)  # the default registry's
 
 
 @pytest.mark.parametrize(

@@ -146,6 +146,7 @@ def test_evicted_on_memory(aliased: LexigramCache, listen: Callable[[Signal], He
         }
     ):
         cache = caches["small"]
+        assert isinstance(cache, LexigramCache)
         for key in ("a", "b", "c"):
             cache.set(key, key)
         cache.get("a")  # b is now the least recently used
@@ -167,6 +168,7 @@ def test_tiered_hits_and_misses(
     config = tiered_config("redis", request)
     with override_settings(CACHES={"default": {"BACKEND": BACKEND_PATHS["memory"]}, "t": config}):
         cache = caches["t"]
+        assert isinstance(cache, LexigramCache)
         wait_bus(cache)
         hits, misses = listen(signals.cache_hit), listen(signals.cache_miss)
         cache.set("a", 1)
@@ -202,7 +204,8 @@ def test_circuit_opened_and_closed(own_server: Server, listen: Callable[[Signal]
     }
     with override_settings(CACHES={"default": {"BACKEND": BACKEND_PATHS["memory"]}, "c": config}):
         cache = caches["c"]
-        assert cache.set("a", 1)
+        assert isinstance(cache, LexigramCache)
+        cache.set("a", 1)
         (breaker,) = cache.breakers()
         own_server.kill()
         for _ in range(4):
@@ -241,6 +244,7 @@ def test_raising_circuit_receiver_is_logged_not_raised(
             CACHES={"default": {"BACKEND": BACKEND_PATHS["memory"]}, "c": config}
         ):
             cache = caches["c"]
+            assert isinstance(cache, LexigramCache)
             own_server.kill()
             assert cache.get("a") is None
             assert cache.breakers()[0].state.value == "open"

@@ -4,7 +4,8 @@
     from health_check.views import HealthCheckView
     from lexigram_cache_django.contrib.health_check import cache_checks
 
-    path("health/", HealthCheckView.as_view(checks=[*cache_checks(), "health_check.checks.Database"]))
+    checks = [*cache_checks(), "health_check.checks.Database"]
+    path("health/", HealthCheckView.as_view(checks=checks))
 
 ``cache_checks()`` lists one :class:`CacheHealth` per alias of
 ``LEXIGRAM_CACHE["HEALTH_CACHES"]`` (every alias of ``CACHES`` by default), so the page shows
@@ -35,7 +36,7 @@ class CacheHealth(HealthCheck):
     #: Pass a degraded alias (a replica or one memcached node down, a breaker not closed).
     degraded_ok: bool = dataclasses.field(default=False, repr=False)
 
-    def run(self) -> None:  # type: ignore[override]  # a sync check runs in an executor
+    def run(self) -> None:  # a sync check: django-health-check runs it in an executor
         report = alias_health(self.alias)
         status = report["status"]
         if status == "up" or (status == "degraded" and self.degraded_ok):

@@ -101,7 +101,9 @@ StatsBase = Mapping[CacheStats, Mapping[str, int]]
 BreakerBase = Mapping[CircuitBreaker, tuple[int, int]]
 
 
-def samples(stats_base: StatsBase | None = None, breaker_base: BreakerBase | None = None) -> Samples:
+def samples(
+    stats_base: StatsBase | None = None, breaker_base: BreakerBase | None = None
+) -> Samples:
     """Every family's ``(label values, value)`` pairs, read from counters and breakers
     (less the bases, if given)."""
     found: Samples = {family.name: [] for family in FAMILIES}

@@ -36,7 +36,9 @@ logger = logging.getLogger("lexigram_cache_django.prometheus")
 
 def multiprocess_dir() -> str | None:
     """prometheus-client's multiprocess directory, if this process is in that mode."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get(
+        "prometheus_multiproc_dir"  # noqa: SIM112  # prometheus-client's deprecated spelling
+    )
 
 
 class Mirror:

@@ -27,10 +27,10 @@ class MetricsView(PrometheusDjangoView):
         if path:
             MIRROR.copy_logged()
             self.registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(self.registry, path=path)
+            multiprocess.MultiProcessCollector(self.registry, path=path)  # type: ignore[no-untyped-call]
         else:
             self.registry = REGISTRY
-        response: HttpResponse = super().get(request, *args, **kwargs)
+        response: HttpResponse = super().get(request, *args, **kwargs)  # type: ignore[no-untyped-call]
         return response
 
 
