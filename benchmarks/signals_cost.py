@@ -2,8 +2,9 @@
 
     taskset -c 1 python -m benchmarks.signals_cost --trees /work/main /work/wt-signals
 
-Each round runs every candidate (tree x backend x receiver) in its own subprocess, in
-round-robin order, and reports the median get-hit rate per candidate and the paired ratio
+Every candidate (tree x backend x receiver) runs in its own long-lived process; each round
+asks each candidate in turn for one short timed batch (~50 ms), so load on a shared machine
+falls on all of them alike. Reports the median get-hit rate per candidate and the paired ratio
 of each candidate to the first tree's same backend without receiver.
 """
 
@@ -15,7 +16,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 CHILD = r"""
 import json, os, sys, time
@@ -38,40 +38,53 @@ cache.set("k", "value")
 get = cache.get
 for _ in range(n // 10):
     get("k")
-best = []
-for _ in range(5):
+print("ready", flush=True)
+for line in sys.stdin:  # one timed batch per line, so candidates interleave finely
     t = time.perf_counter()
     for _ in range(n):
         get("k")
-    best.append(n / (time.perf_counter() - t))
-print(json.dumps({"rate": max(best), "heard": heard[0]}))
+    print(json.dumps({"rate": n / (time.perf_counter() - t), "heard": heard[0]}), flush=True)
 """
 
 
-def run(tree: str, backend: str, url: str, receiver: bool, n: int) -> float:
-    env = {**os.environ, "PYTHONPATH": tree}
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, backend, url, "1" if receiver else "0", str(n)],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd="/tmp",
-    ).stdout
-    data = json.loads(out)
-    if receiver and not data["heard"]:
-        raise SystemExit(f"{tree}: the receiver heard nothing")
-    return float(data["rate"])
+class Child:
+    """A candidate in its own process, timing one batch of gets per request."""
+
+    def __init__(self, tree: str, backend: str, url: str, receiver: bool, n: int) -> None:
+        self.receiver = receiver
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, backend, url, "1" if receiver else "0", str(n)],
+            env={**os.environ, "PYTHONPATH": tree},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd="/tmp",
+        )
+        assert self.proc.stdout is not None and self.proc.stdout.readline() == "ready\n"
+
+    def batch(self) -> float:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        data = json.loads(self.proc.stdout.readline())
+        if self.receiver and not data["heard"]:
+            raise SystemExit("the receiver heard nothing")
+        return float(data["rate"])
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trees", nargs=2, required=True, help="baseline tree, candidate tree")
     parser.add_argument("--redis-url", default="")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
     base, cand = args.trees
-    backends = [("memory", 200_000)] + ([("redis", 20_000)] if args.redis_url else [])
+    backends = [("memory", 50_000)] + ([("redis", 3_000)] if args.redis_url else [])
     candidates = []
     for backend, n in backends:
         candidates += [
@@ -80,10 +93,12 @@ def main() -> None:
             (cand, backend, True, n),
         ]
     rates: dict[tuple[str, str, bool], list[float]] = {c[:3]: [] for c in candidates}
+    children = {c[:3]: Child(c[0], c[1], args.redis_url, c[2], c[3]) for c in candidates}
     for _ in range(args.rounds):
-        for tree, backend, receiver, n in candidates:
-            rates[(tree, backend, receiver)].append(run(tree, backend, args.redis_url, receiver, n))
-        time.sleep(0.1)
+        for key, child in children.items():
+            rates[key].append(child.batch())
+    for child in children.values():
+        child.close()
     for tree, backend, receiver, _ in candidates:
         mine = rates[(tree, backend, receiver)]
         ref = rates[(base, backend, False)]

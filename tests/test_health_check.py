@@ -61,6 +61,10 @@ def site(servers: dict[str, Server]) -> Iterator[Client]:
             "OPTIONS": {"SOCKET_TIMEOUT": 0.5},
         },
         "django": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "tiered": {
+            "BACKEND": "lexigram_cache_django.backends.tiered.TieredCache",
+            "OPTIONS": {"L1": {"BACKEND": BACKEND_PATHS["memory"]}, "L2": "redis"},
+        },
     }
     with (
         override_settings(CACHES=caches, ROOT_URLCONF="tests.test_health_check"),
@@ -82,6 +86,7 @@ def test_plugin_reports_each_alias(site: Client, servers: dict[str, Server]) -> 
         "CacheHealth(alias='redis')": "OK",
         "CacheHealth(alias='mc')": "OK",
         "CacheHealth(alias='django')": "OK",
+        "CacheHealth(alias='tiered')": "OK",
     }
 
 
@@ -91,6 +96,7 @@ def test_a_stopped_redis_turns_the_plugin_red(site: Client, servers: dict[str, S
     assert status == 500
     assert body["CacheHealth(alias='redis')"].startswith("Unavailable: cache 'redis' is down")
     assert servers["redis"].address in body["CacheHealth(alias='redis')"]
+    assert body["CacheHealth(alias='tiered')"].startswith("Unavailable")  # its L2 is down
     assert body["CacheHealth(alias='mc')"] == "OK"
     assert body["CacheHealth(alias='default')"] == "OK"
 
@@ -130,11 +136,13 @@ def view(client: Client, url: str = "/cache-health/") -> tuple[int, dict[str, An
 def test_view_reports_each_alias(site: Client, servers: dict[str, Server]) -> None:
     status, body = view(site)
     assert status == 200 and body["status"] == "up"
-    assert set(body["caches"]) == {"default", "redis", "mc", "django"}
+    assert set(body["caches"]) == {"default", "redis", "mc", "django", "tiered"}
     redis = body["caches"]["redis"]
     assert redis["backend"] == "redis" and redis["status"] == "up"
     assert redis["servers"][0]["state"] == "closed" and redis["servers"][0]["ping_ms"] >= 0
     assert len(body["caches"]["mc"]["servers"]) == 2
+    (l2,) = body["caches"]["tiered"]["servers"]  # its L2's server, the redis alias's
+    assert l2["server"] == redis["servers"][0]["server"] and l2["state"] == "closed"
     assert body["caches"]["django"] == {
         "alias": "django",
         "backend": "LocMemCache",
