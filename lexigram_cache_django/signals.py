@@ -14,15 +14,17 @@ Every signal's ``sender`` is the class of the object that sent it (a backend cla
   half-open trials and re-openings in between are in the logs only).
 
 The per-call signals (hit, miss, evicted) cost nothing while no receiver is connected: the
-backends test :func:`listening` (a list's truth value) before building any argument, and
-send after releasing their locks, so a receiver may use the cache it hears about.
+memory backend's ``get`` is swapped for a signalling one only while a receiver of a hit or
+a miss is connected (:func:`watch_receivers`); elsewhere the backends test
+:func:`listening` (a list's truth value) before building any argument. They send after
+releasing their locks, so a receiver may use the cache it hears about.
 
 Layer 0: imports nothing of the package (Django only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -30,6 +32,7 @@ from django.dispatch import Signal
 from django.utils.module_loading import import_string
 
 __all__ = [
+    "CacheSignal",
     "alias_for",
     "batch_outcomes",
     "cache_evicted",
@@ -39,16 +42,63 @@ __all__ = [
     "circuit_opened",
     "listening",
     "tags_invalidated",
+    "watch_receivers",
 ]
 
-# use_caching: receivers are looked up once per sender class, not on every send (about
-# 1.5 µs a send with one receiver, against 1.9 µs).
-cache_hit = Signal(use_caching=True)
-cache_miss = Signal(use_caching=True)
-cache_evicted = Signal(use_caching=True)
-tags_invalidated = Signal(use_caching=True)
-circuit_opened = Signal(use_caching=True)
-circuit_closed = Signal(use_caching=True)
+
+class CacheSignal(Signal):
+    """A Signal that tells watchers when a receiver is connected or disconnected, so a hot
+    path can switch to code that sends it (see :func:`watch_receivers`).
+
+    ``use_caching``: receivers are looked up once per sender class, not on every send
+    (about 1.5 µs a send with one receiver, against 1.9 µs).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(use_caching=True)
+        self.watchers: list[Callable[[], object]] = []
+
+    def connect(
+        self,
+        receiver: Callable[..., Any],
+        sender: object | None = None,
+        weak: bool = True,
+        dispatch_uid: Hashable | None = None,
+    ) -> None:
+        super().connect(receiver, sender, weak, dispatch_uid)
+        self._changed()
+
+    def disconnect(
+        self,
+        receiver: Callable[..., Any] | None = None,
+        sender: object | None = None,
+        dispatch_uid: Hashable | None = None,
+    ) -> bool:
+        disconnected = super().disconnect(receiver, sender, dispatch_uid)
+        self._changed()
+        return disconnected
+
+    def _changed(self) -> None:
+        for watcher in self.watchers:
+            watcher()
+
+
+def watch_receivers(callback: Callable[[], object], *signals: CacheSignal) -> None:
+    """Call ``callback()`` now and whenever a receiver of any of ``signals`` is connected
+    or disconnected. A weakly connected receiver that is garbage-collected is noticed at
+    the next change only: until then the watcher still sees it, which costs a send that
+    finds nobody, never a missed signal."""
+    for signal in signals:
+        signal.watchers.append(callback)
+    callback()
+
+
+cache_hit = CacheSignal()
+cache_miss = CacheSignal()
+cache_evicted = CacheSignal()
+tags_invalidated = CacheSignal()
+circuit_opened = CacheSignal()
+circuit_closed = CacheSignal()
 
 
 def listening(signal: Signal) -> bool:
