@@ -43,7 +43,9 @@ for line in sys.stdin:  # one timed batch per line, so candidates interleave fin
     t = time.perf_counter()
     for _ in range(n):
         get("k")
-    print(json.dumps({"rate": n / (time.perf_counter() - t), "heard": heard[0]}), flush=True)
+    rate = n / (time.perf_counter() - t)
+    assert get("k") == "value", "not a hit: is the server up?"
+    print(json.dumps({"rate": rate, "heard": heard[0]}), flush=True)
 """
 
 
