@@ -25,6 +25,8 @@ backend, url, receiver, n = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sy
 paths = {"memory": "lexigram_cache_django.backends.memory.MemoryCache",
          "redis": "lexigram_cache_django.backends.redis.RedisCache"}
 conf = {"BACKEND": paths[backend], "LOCATION": url if backend == "redis" else "bench"}
+if backend == "redis":  # a loaded machine must not trip the breaker on a slow reply
+    conf["OPTIONS"] = {"SOCKET_TIMEOUT": 10, "CIRCUIT_OPEN_ON_TIMEOUT": False}
 settings.configure(SECRET_KEY="x", CACHES={"default": conf}, INSTALLED_APPS=[])
 django.setup()
 from django.core.cache import cache
