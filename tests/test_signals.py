@@ -251,3 +251,21 @@ def test_raising_circuit_receiver_is_logged_not_raised(
     finally:
         signals.circuit_opened.disconnect(receiver)
     assert "receiver bug" in caplog.text
+
+
+def test_memory_get_is_swapped_only_while_listened_to() -> None:
+    """The memory backend's hottest read is the signal-free one unless a receiver of hits
+    or misses is connected (any other signal's receiver changes nothing)."""
+    from lexigram_cache_django.backends.memory import MemoryCache
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        pass
+
+    assert MemoryCache.get is MemoryCache._get_quiet
+    signals.tags_invalidated.connect(receiver)
+    assert MemoryCache.get is MemoryCache._get_quiet
+    signals.cache_miss.connect(receiver)
+    assert MemoryCache.get is MemoryCache._get_signalling
+    signals.cache_miss.disconnect(receiver)
+    signals.tags_invalidated.disconnect(receiver)
+    assert MemoryCache.get is MemoryCache._get_quiet
