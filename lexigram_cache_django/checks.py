@@ -393,7 +393,12 @@ def check_app_settings() -> list[CheckMessage]:
         if key not in conf.APP_SETTINGS:
             hint = _suggest(str(key), conf.APP_SETTINGS, "See docs/settings.md.")
             found.append(_app_error("E011", f"unknown key {key!r}.", hint))
-    codes = {"INVALIDATE_CACHES": "E012", "INVALIDATE_MODELS": "E013"}
+    codes = {
+        "INVALIDATE_CACHES": "E012",
+        "INVALIDATE_MODELS": "E013",
+        "HEALTH_CACHES": "E020",
+        "PROMETHEUS_INTERVAL": "E021",
+    }
     for key, code in codes.items():
         problem = conf.APP_SETTINGS[key].problem(configured.get(key))
         if key in configured and problem is not None:
@@ -402,6 +407,13 @@ def check_app_settings() -> list[CheckMessage]:
         found += _check_invalidate_caches(configured.get("INVALIDATE_CACHES"))
     if not any(m.id == E("E013") for m in found):
         found += _check_invalidate_models(configured.get("INVALIDATE_MODELS") or ())
+    if not any(m.id == E("E020") for m in found):
+        defined = getattr(settings, "CACHES", {})
+        for alias in configured.get("HEALTH_CACHES") or ():
+            if alias not in defined:
+                hint = _suggest(str(alias), [str(a) for a in defined], "List aliases of CACHES.")
+                msg = f"HEALTH_CACHES names {alias!r}, which is not in CACHES."
+                found.append(_app_error("E020", msg, hint))
     return found + _check_metrics(configured)
 
 

@@ -440,6 +440,10 @@ class CircuitBreaker:
         return self._short
 
     @property
+    def times_opened(self) -> int:
+        return self._times_opened
+
+    @property
     def consecutive_failures(self) -> int:
         return self._failures
 

@@ -280,6 +280,12 @@ APP_SETTINGS: Mapping[str, Option] = _options(
     Option("METRICS_ALIAS", (str,), None, "the Redis or Memcached alias every alias's "
            "site-wide metrics are added up on", nullable=True,
            default_doc="`None` (each alias's own server)"),
+    Option("HEALTH_CACHES", (list, tuple), None, "aliases the health view and django-health-check "
+           "checks report ([health](health.md))", nullable=True,
+           default_doc="`None` (every alias)"),
+    Option("PROMETHEUS_INTERVAL", _SECONDS, 5.0, "seconds between copies of the counters into "
+           "prometheus-client's multiprocess files ([metrics](metrics.md#prometheus))",
+           minimum=0.1, maximum=3600.0),
 )  # fmt: skip
 
 #: Lower-case OPTIONS a backend refuses, with why (they mean something else, or nothing, here).

@@ -23,6 +23,7 @@ from .circuit import (
     CircuitBreaker,
     CircuitEvent,
 )
+from .signals import circuit_closed, circuit_opened
 
 # -- one breaker per server per process, with quiet logs --------------------------------------
 
@@ -36,6 +37,26 @@ def _log_event(event: CircuitEvent) -> None:
     """One line when a breaker opens, one when it closes, a summary a minute while open;
     the half-open trials and re-openings in between only at DEBUG."""
     _logger.log(_LEVELS.get(event.kind, logging.DEBUG), "%s", event.message())
+
+
+def _signal_event(event: CircuitEvent) -> None:
+    """``circuit_opened`` when a closed breaker opens, ``circuit_closed`` when it closes:
+    once per outage each (trials and re-openings are only logged). A receiver that
+    raises is logged, never raised into the cache call that moved the breaker."""
+    if event.kind == "opened":
+        error = None if event.error is None else str(event.error)
+        replies = circuit_opened.send_robust(
+            CircuitBreaker, server=event.server, error=error, failures=event.failures
+        )
+    elif event.kind == "closed":
+        replies = circuit_closed.send_robust(
+            CircuitBreaker, server=event.server, seconds=event.seconds, short_circuited=event.count
+        )
+    else:
+        return
+    for receiver, reply in replies:  # a breaker's listeners must not raise into a call
+        if isinstance(reply, Exception):
+            _logger.error("circuit signal receiver %r raised %r", receiver, reply)
 
 
 _open_on_timeout: dict[str, bool] = {}
@@ -64,7 +85,7 @@ def breaker_for(
                     failures=failures,
                     reset_timeout=reset_timeout,
                     trial_timeout=trial_timeout,
-                    listeners=[_log_event],
+                    listeners=[_log_event, _signal_event],
                 )
                 _breakers[server] = breaker
                 _open_on_timeout[server] = open_on_timeout

@@ -170,5 +170,7 @@ def histograms() -> dict[str, LatencyHistogram]:
 
 
 def registered_stats() -> dict[str, CacheStats]:
-    """Every alias identity's counters in this process (for the site-wide flusher)."""
+    """Every alias identity's counters in this process, by identity (for the site-wide
+    flusher and exporters). No lock: a forked child reads them in its first moments, when
+    another thread's lock may be held for ever."""
     return dict(_registry)

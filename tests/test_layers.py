@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 PLACES: list[tuple[str, tuple[int, int, str]]] = [
     ("exceptions", (0, 0, "exceptions")),
     ("conf", (0, 1, "conf")),
+    ("signals", (0, 2, "signals")),
     ("serializers", (1, 0, "serializers")),
     ("compression", (1, 1, "compression")),
     ("encryption", (1, 2, "encryption")),

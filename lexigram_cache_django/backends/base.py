@@ -15,14 +15,16 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.dispatch import Signal
 
-from .. import conf, stampede
+from .. import conf, signals, stampede
 from ..codec import Codec, EntryMeta
 from ..conf import mask_location
 from ..exceptions import CacheDecodeError, CacheIntegrityError
 from ..failfast import one_operation
 from ..locks import CacheLock
 from ..metrics import CacheStats, stats_for
+from ..signals import cache_hit, cache_miss, tags_invalidated
 from ..stampede import StampedeOptions
 from ..tags import (
     UNKNOWN_TAG_VERSION,
@@ -51,6 +53,7 @@ class LexigramCache(MemoizedKeys):
     def __init__(self, location: Any, params: dict[str, Any]) -> None:
         super().__init__(params)
         self._location = location
+        self._params = params  # as Django passed them: what alias_name looks up
         self._options: dict[str, Any] = dict(params.get("OPTIONS") or {})
         self.fail_silently: bool = self.option("FAIL_SILENTLY")
         self._key_memo = {}
@@ -149,12 +152,39 @@ class LexigramCache(MemoizedKeys):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.location_display!r}>"
 
-    def count_batch(self, made: Sequence[str], hits: int) -> None:
+    def count_batch(
+        self,
+        made: Sequence[str],
+        hits: int,
+        keys: Sequence[Any] = (),
+        found: Mapping[Any, Any] | None = None,
+    ) -> None:
         """Hits and misses of a batch read: each distinct key once (a batch may name one
-        twice), the same on every backend."""
+        twice), the same on every backend. With the caller's ``keys`` and what was
+        ``found``, also the per-key signals, while a receiver listens."""
         requested = len(made) if hits == len(made) else len(set(made))
         self._stats.hits += hits
         self._stats.misses += max(requested - hits, 0)
+        if (cache_hit.receivers or cache_miss.receivers) and found is not None:
+            self.send_batch_signals(made, keys, found)
+
+    # -- signals (sent only while a receiver listens: see ..signals) ---------------
+
+    @cached_property
+    def alias_name(self) -> str | None:
+        """This backend's alias in ``settings.CACHES`` (None if built by hand)."""
+        return signals.alias_for(type(self), self._location, self._params)
+
+    def send_signal(self, signal: Signal, **kwargs: Any) -> None:
+        """Send ``signal`` from this alias (``cache``, ``alias`` and ``kwargs``)."""
+        signal.send(type(self), cache=self, alias=self.alias_name, **kwargs)
+
+    def send_batch_signals(
+        self, made: Sequence[str], keys: Sequence[Any], found: Mapping[Any, Any]
+    ) -> None:
+        """One ``cache_hit`` or ``cache_miss`` per distinct key of a batch read."""
+        for key, hit in signals.batch_outcomes(made, keys, found):
+            self.send_signal(cache_hit if hit else cache_miss, key=key)
 
     # -- timeouts ------------------------------------------------------------------
 
@@ -313,16 +343,22 @@ class LexigramCache(MemoizedKeys):
 
     def invalidate_tags(self, *tags: TagLike | Iterable[TagLike]) -> None:
         """Make every entry written under any of ``tags`` read as a miss, in O(1) per tag."""
-        keys = self.tag_keys(_flatten(tags))
+        names = tag_names(_flatten(tags))
+        keys = self.tag_keys(names)
         if keys:
             self.invalidate_tag_keys(keys)
             self._stats.tag_invalidations += len(keys)
+            if tags_invalidated.receivers:
+                self.send_signal(tags_invalidated, tags=tuple(names))
 
     async def ainvalidate_tags(self, *tags: TagLike | Iterable[TagLike]) -> None:
-        keys = self.tag_keys(_flatten(tags))
+        names = tag_names(_flatten(tags))
+        keys = self.tag_keys(names)
         if keys:
             await self.ainvalidate_tag_keys(keys)
             self._stats.tag_invalidations += len(keys)
+            if tags_invalidated.receivers:
+                self.send_signal(tags_invalidated, tags=tuple(names))
 
     def invalidate_by_tag(self, tag: TagLike) -> None:
         """Alias of ``invalidate_tags(tag)`` (the name lexigram-cache used)."""
@@ -458,6 +494,10 @@ class LexigramCache(MemoizedKeys):
         data["hit_rate"] = self._stats.hit_rate()
         data.update(self.store_stats())
         return data
+
+    def breakers(self) -> list[Any]:
+        """The circuit breakers of this alias's servers (none in process)."""
+        return []
 
     def health(self) -> dict[str, Any]:
         """``{"status": "up" | "degraded" | "down", "servers": [...]}``: each server's

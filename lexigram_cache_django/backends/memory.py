@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from ..codec import EntryMeta
+from ..signals import cache_evicted, cache_hit, cache_miss, watch_receivers
 from ..tags import new_version
 from .base import LexigramCache
 from .memory_keys import MemoryKeys
@@ -95,6 +96,12 @@ class MemoryCache(LexigramCache, MemoryKeys):
     def __init__(self, location: str, params: dict[str, Any]) -> None:
         super().__init__(location, params)
         self._store = get_store(location)
+        self._evicted: list[str] = []  # culled under the lock, for cache_evicted after it
+
+    def _send_evicted(self) -> None:
+        """``cache_evicted`` for what the last write culled (called after the lock)."""
+        keys, self._evicted = self._evicted, []
+        self.send_signal(cache_evicted, keys=keys)
 
     # -- internals (call with the store lock held) ---------------------------------
 
@@ -167,11 +174,16 @@ class MemoryCache(LexigramCache, MemoryKeys):
         data = store.data
         if self._cull_frequency == 0:
             count = len(data)
+            if cache_evicted.receivers:
+                self._evicted.extend(data)
             data.clear()
         else:
             count = len(data) // self._cull_frequency
-            for _ in range(count):
-                data.popitem(last=False)
+            if cache_evicted.receivers:  # the keys, for the signal sent after the lock
+                self._evicted.extend(data.popitem(last=False)[0] for _ in range(count))
+            else:
+                for _ in range(count):
+                    data.popitem(last=False)
         store.evictions += count
         self._stats.evictions += count
 
@@ -196,6 +208,14 @@ class MemoryCache(LexigramCache, MemoryKeys):
             self._stats.misses += 1
             return default
 
+    _get_quiet = get
+
+    def _get_signalling(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        """``get`` while a receiver listens to ``cache_hit`` or ``cache_miss``: the same
+        read as ``get_entry``, which signals after the lock (see :func:`_choose_get`)."""
+        found = self.get_entry(self.make_and_validate_key(key, version))
+        return default if found is None else found[0]
+
     def get_made(self, key: str, default: Any = None) -> Any:
         """``get`` of a made key, for a cache layered over this one (the tiered L1).
 
@@ -213,6 +233,8 @@ class MemoryCache(LexigramCache, MemoryKeys):
                 except KeyError:
                     pass
                 self._stats.hits += 1
+                if cache_hit.receivers:
+                    self.send_signal(cache_hit, key=key)
                 return pickle.loads(entry.value) if entry.pickled else entry.value
         found = self.get_entry(key)
         return default if found is None else found[0]
@@ -232,6 +254,8 @@ class MemoryCache(LexigramCache, MemoryKeys):
         with self._store.lock:
             self._put(key, Entry(stored, expires, pickled, self._meta_for(tags)))
             self._stats.sets += 1
+        if self._evicted:
+            self._send_evicted()
 
     def add(
         self,
@@ -250,7 +274,9 @@ class MemoryCache(LexigramCache, MemoryKeys):
                 return False
             self._put(key, Entry(stored, expires, pickled, self._meta_for(tags)))
             self._stats.sets += 1
-            return True
+        if self._evicted:
+            self._send_evicted()
+        return True
 
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version)
@@ -305,6 +331,8 @@ class MemoryCache(LexigramCache, MemoryKeys):
                     store.data.move_to_end(key)
                     found[original] = entry
             self.count_batch(made, len(found))
+        if cache_hit.receivers or cache_miss.receivers:
+            self.send_batch_signals(made, keys, found)
         for original, entry in found.items():
             if entry.pickled:
                 found[original] = pickle.loads(entry.value)
@@ -330,6 +358,8 @@ class MemoryCache(LexigramCache, MemoryKeys):
             for key, stored, pickled in packed:
                 self._put(key, Entry(stored, expires, pickled, meta))
             self._stats.sets += len(packed)
+        if self._evicted:
+            self._send_evicted()
         return []
 
     def delete_many(  # type: ignore[override]  # the count, as on Redis
@@ -355,9 +385,15 @@ class MemoryCache(LexigramCache, MemoryKeys):
             entry = self._live(key)
             if entry is None:
                 self._stats.misses += 1
-                return None
-            self._store.data.move_to_end(key)
-            self._stats.hits += 1
+            else:
+                self._store.data.move_to_end(key)
+                self._stats.hits += 1
+        if entry is None:
+            if cache_miss.receivers:
+                self.send_signal(cache_miss, key=key)
+            return None
+        if cache_hit.receivers:
+            self.send_signal(cache_hit, key=key)
         return _unpack(entry), entry.meta
 
     def set_entry(self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None) -> None:
@@ -366,6 +402,8 @@ class MemoryCache(LexigramCache, MemoryKeys):
         with self._store.lock:
             self._put(key, Entry(stored, expires, pickled, meta))
             self._stats.sets += 1
+        if self._evicted:
+            self._send_evicted()
 
     def lock_add(self, key: str, token: str, ttl: float | None) -> bool | None:
         expires = None if ttl is None else time.time() + ttl
@@ -373,7 +411,9 @@ class MemoryCache(LexigramCache, MemoryKeys):
             if self._live(key) is not None:
                 return False
             self._put(key, Entry(token, expires, False, None))
-            return True
+        if self._evicted:
+            self._send_evicted()
+        return True
 
     def lock_release(self, key: str, token: str) -> bool:
         with self._store.lock:
@@ -399,13 +439,18 @@ class MemoryCache(LexigramCache, MemoryKeys):
 
     def tag_versions(self, keys: Sequence[str], create: bool) -> list[int | None]:
         with self._store.lock:
-            return self._versions_locked(keys, create)
+            versions = self._versions_locked(keys, create)
+        if self._evicted:
+            self._send_evicted()
+        return versions
 
     def invalidate_tag_keys(self, keys: Sequence[str]) -> None:
         expires = time.time() + self.tag_timeout
         with self._store.lock:
             for tag_key in keys:
                 self._put(tag_key, Entry(new_version(), expires, False, None))
+        if self._evicted:
+            self._send_evicted()
 
     # -- async: the same in-memory code, no thread hop ----------------------------------
 
@@ -482,3 +527,13 @@ class MemoryCache(LexigramCache, MemoryKeys):
             "store_evictions": store.evictions,
             "store_expirations": store.expirations,
         }
+
+
+def _choose_get() -> None:
+    """The hottest path pays nothing for signals: ``MemoryCache.get`` is the quiet read
+    while nobody listens to hits or misses, and the signalling one while somebody does."""
+    listening = bool(cache_hit.receivers or cache_miss.receivers)
+    MemoryCache.get = MemoryCache._get_signalling if listening else MemoryCache._get_quiet  # type: ignore[method-assign]
+
+
+watch_receivers(_choose_get, cache_hit, cache_miss)

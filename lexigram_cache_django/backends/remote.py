@@ -249,7 +249,7 @@ class RemoteCache(RemoteEntries):
                 self._drop_stale(found, tagged, records)
         except CacheServerError as exc:
             return self._failed("get_many", exc, {})
-        self.count_batch(made, len(found))
+        self.count_batch(made, len(found), keys, found)
         return found
 
     async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
@@ -269,7 +269,7 @@ class RemoteCache(RemoteEntries):
                 self._drop_stale(found, tagged, records)
         except CacheServerError as exc:
             return self._failed("get_many", exc, {})
-        self.count_batch(made, len(found))
+        self.count_batch(made, len(found), keys, found)
         return found
 
     def set_many(

@@ -35,6 +35,7 @@ from ..circuit import CircuitBreaker
 from ..codec import PLAIN_STR_HEADER, EntryMeta
 from ..exceptions import CacheBackendError, CacheDecodeError, CacheServerError
 from ..protocols import Entry
+from ..signals import cache_hit, cache_miss
 from ..tags import TagLike, is_stale, record_version, tag_keys_of
 from .base import LexigramCache
 
@@ -171,6 +172,10 @@ class RemoteEntries(LexigramCache):
             "open_on_timeout": self.option("CIRCUIT_OPEN_ON_TIMEOUT"),
         }
 
+    def breakers(self) -> list[CircuitBreaker]:
+        """This alias's servers' circuit breakers (primary first), without asking them."""
+        return [breaker for breaker, _ in self._client.pings()]
+
     def health(self) -> dict[str, Any]:
         """Each server's breaker (state, consecutive failures, last error, calls
         short-circuited) and a ping through the choke point; never raises.
@@ -270,8 +275,10 @@ class RemoteEntries(LexigramCache):
         self._tag_hints.learn(key, names)
         return [name for name in names if name not in records]
 
-    def _settle(self, entry: Entry | None, records: Mapping[str, int | None], count: bool) -> Any:
-        """Drop an entry its tags made stale, and count the read."""
+    def _settle(
+        self, key: str, entry: Entry | None, records: Mapping[str, int | None], count: bool
+    ) -> Any:
+        """Drop an entry its tags made stale, and count the read (and signal it)."""
         meta = None if entry is None else entry[1]
         if meta is not None and meta.tags and is_stale(meta.tags, records):
             self._stats.stale_by_tag += 1
@@ -279,8 +286,12 @@ class RemoteEntries(LexigramCache):
         if count:
             if entry is None:
                 self._stats.misses += 1
+                if cache_miss.receivers:
+                    self.send_signal(cache_miss, key=key)
             else:
                 self._stats.hits += 1
+                if cache_hit.receivers:
+                    self.send_signal(cache_hit, key=key)
         return entry
 
     def _read_entry(self, key: str, count: bool = True, primary: bool = False) -> Entry | None:
@@ -297,7 +308,7 @@ class RemoteEntries(LexigramCache):
         missing = self._tags_to_fetch(key, entry, hint, records)
         if missing:
             records.update(self._records(missing))
-        return self._settle(entry, records, count)  # type: ignore[no-any-return]
+        return self._settle(key, entry, records, count)  # type: ignore[no-any-return]
 
     async def _aread_entry(
         self, key: str, count: bool = True, primary: bool = False
@@ -313,7 +324,7 @@ class RemoteEntries(LexigramCache):
         missing = self._tags_to_fetch(key, entry, hint, records)
         if missing:
             records.update(await self._arecords(missing))
-        return self._settle(entry, records, count)  # type: ignore[no-any-return]
+        return self._settle(key, entry, records, count)  # type: ignore[no-any-return]
 
     def _records(self, tag_keys: Sequence[str]) -> dict[str, int | None]:
         replies = self._client.get_many(tag_keys, primary=True)

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
+from ...signals import cache_hit, cache_miss
 from ...tags import TagLike
 from .bus import CLEAR, KEYS, Bus
 from .core import _MISSING, TieredCore
@@ -26,6 +27,8 @@ class TieredCache(TieredCore):
             value = self._l1get(final, _MISSING)
             if value is not _MISSING:
                 self._stats.hits += 1
+                if cache_hit.receivers:
+                    self.send_signal(cache_hit, key=final)
                 return value
         else:
             bus.ensure_listening()
@@ -40,6 +43,8 @@ class TieredCache(TieredCore):
             value = self._l1get(final, _MISSING)
             if value is not _MISSING:
                 self._stats.hits += 1
+                if cache_hit.receivers:
+                    self.send_signal(cache_hit, key=final)
                 return value
         else:
             bus.ensure_listening()
@@ -66,7 +71,7 @@ class TieredCache(TieredCore):
         found = self._l1_many(keys, version)
         rest = [k for k in keys if k not in found] if found else keys
         from_l2 = self._l2.get_many(rest, version) if rest else {}
-        self._count_many(keys, found, from_l2)
+        self._count_many(keys, found, from_l2, version)
         found.update(from_l2)
         return found
 
@@ -75,7 +80,7 @@ class TieredCache(TieredCore):
         found = self._l1_many(keys, version)
         rest = [k for k in keys if k not in found] if found else keys
         from_l2 = await self._l2.aget_many(rest, version) if rest else {}
-        self._count_many(keys, found, from_l2)
+        self._count_many(keys, found, from_l2, version)
         found.update(from_l2)
         return found
 
@@ -86,13 +91,20 @@ class TieredCache(TieredCore):
         return {finals[f]: v for f, v in self._l1raw.get_many(list(finals)).items()}
 
     def _count_many(
-        self, keys: Sequence[Any], l1: Mapping[Any, Any], l2: Mapping[Any, Any]
+        self,
+        keys: Sequence[Any],
+        l1: Mapping[Any, Any],
+        l2: Mapping[Any, Any],
+        version: int | None,
     ) -> None:
         distinct = len(set(keys))
         self._tiers.l2_hits += len(l2)
         self._tiers.misses += max(distinct - len(l1) - len(l2), 0)
         self._stats.hits += len(l1) + len(l2)
         self._stats.misses += max(distinct - len(l1) - len(l2), 0)
+        if cache_hit.receivers or cache_miss.receivers:
+            made = [self._key(k, version) for k in keys]
+            self.send_batch_signals(made, keys, {**l1, **l2})
 
     # -- writes: L2, then the bus, then this process's L1 ------------------------------
 

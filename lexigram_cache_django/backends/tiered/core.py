@@ -43,6 +43,7 @@ from django.utils.module_loading import import_string
 from ...codec import EntryMeta
 from ...metrics import stats_for
 from ...protocols import Entry
+from ...signals import cache_hit, cache_miss
 from ...tags import TagLike
 from ..base import LexigramCache
 from ..keymemo import MemoizedKeys
@@ -337,15 +338,21 @@ class TieredCore(LexigramCache):
                 entry = self._l1raw.get_entry(key)
                 if entry is not None:
                     self._stats.hits += 1
+                    if cache_hit.receivers:
+                        self.send_signal(cache_hit, key=key)
                     return entry
         start = bus.seq if bus is not None else 0
         entry = self._l2.get_entry(key)
         if entry is None:
             self._tiers.misses += 1
             self._stats.misses += 1
+            if cache_miss.receivers:
+                self.send_signal(cache_miss, key=key)
             return None
         self._tiers.l2_hits += 1
         self._stats.hits += 1
+        if cache_hit.receivers:
+            self.send_signal(cache_hit, key=key)
         if bus is not None:
             self._fill(bus, start, key, entry, self._remaining(key, entry[1]))
         return entry
@@ -359,15 +366,21 @@ class TieredCore(LexigramCache):
                 entry = self._l1raw.get_entry(key)
                 if entry is not None:
                     self._stats.hits += 1
+                    if cache_hit.receivers:
+                        self.send_signal(cache_hit, key=key)
                     return entry
         start = bus.seq if bus is not None else 0
         entry = await self._l2.aget_entry(key)
         if entry is None:
             self._tiers.misses += 1
             self._stats.misses += 1
+            if cache_miss.receivers:
+                self.send_signal(cache_miss, key=key)
             return None
         self._tiers.l2_hits += 1
         self._stats.hits += 1
+        if cache_hit.receivers:
+            self.send_signal(cache_hit, key=key)
         if bus is not None:
             self._fill(bus, start, key, entry, await self._aremaining(key, entry[1]))
         return entry
@@ -465,6 +478,13 @@ class TieredCore(LexigramCache):
         data["l1"] = self._l1.stats()
         data["l2"] = self._l2.stats()
         return data
+
+    def breakers(self) -> list[Any]:
+        return self._l2.breakers()
+
+    def health(self) -> dict[str, Any]:
+        """L2's servers (L1 is in process): down when L2 is."""
+        return {**self._l2.health(), "backend": self.backend_name}
 
     def reset_stats(self) -> None:
         super().reset_stats()
