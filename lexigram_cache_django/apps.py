@@ -30,6 +30,9 @@ class LexigramCacheConfig(AppConfig):
             # entry is wrong (lexigram_cache.E013); say it loudly and let the check report it.
             logger.error("model-signal invalidation is off: %s", exc)
         warming.autodiscover()  # warmers.py of every installed app, like admin.py
+        from . import site_metrics
+
+        site_metrics.install()  # the flusher thread of site-wide metrics (docs/metrics.md)
         if "SEMANTIC" in (getattr(settings, "LEXIGRAM_CACHE", None) or {}):
             # The semantic cache is an optional leaf: its checks register themselves when
             # it is configured (importing it needs the semantic extra only then).

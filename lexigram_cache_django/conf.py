@@ -263,6 +263,13 @@ APP_SETTINGS: Mapping[str, Option] = _options(
     Option("SWR_THREADS", (int,), 4, "background threads for `refresh=\"thread\"`", minimum=1),
     Option("SWR_CLAIM_TIMEOUT", _SECONDS, 60.0, "longest a refresh claim is held (capped by the "
            "stale window)", minimum=1.0),
+    Option("METRICS_ENABLED", (bool,), True, "add each process's counters up site-wide in "
+           "per-minute buckets ([metrics](metrics.md#site-wide-metrics))"),
+    Option("METRICS_INTERVAL", _SECONDS, 10.0, "seconds between two flushes of a process's "
+           "counter deltas", minimum=0.05, maximum=3600.0),
+    Option("METRICS_ALIAS", (str,), None, "the Redis or Memcached alias every alias's "
+           "site-wide metrics are added up on", nullable=True,
+           default_doc="`None` (each alias's own server)"),
 )  # fmt: skip
 
 #: Lower-case OPTIONS a backend refuses, with why (they mean something else, or nothing, here).

@@ -60,6 +60,7 @@ PLACES: list[tuple[str, tuple[int, int, str]]] = [
             "revalidate",
             "refreshers",
             "operations",
+            "site_metrics",
             "checks",
             "tiered_checks",
             "models",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ from pymemcache.exceptions import (
 from ...circuit import CircuitBreaker
 from ...exceptions import CacheServerError
 from ...failfast import breaker_for
+from ...metrics import histogram_for
 from ...tags import new_version, record_version
 from .aio import AsyncMemcachedClient
 from .nodes import (
@@ -112,6 +114,8 @@ class MemcachedClient:
         self.client_id: Hashable = (tuple(servers), repr(sorted(kwargs.items())), pool_size)
         #: The nodes' breakers, made here with this alias's settings (first one wins).
         self.breakers = [breaker_for(node_name(s), **(circuit or {})) for s in servers]
+        #: Latency of the commands to these servers (one histogram for the node set).
+        self.latency = histogram_for(self.name)
         self._aio: AsyncMemcachedClient | None = None
 
     # -- pymemcache clients ---------------------------------------------------------
@@ -159,12 +163,15 @@ class MemcachedClient:
         """One command through this thread's client (guarded per node, see the module
         docstring): a malformed-command error raises as it is; a failing or
         short-circuited server becomes CacheServerError."""
+        start = time.perf_counter()
         try:
-            return getattr(self.pymemcache(), command)(*args)
+            result = getattr(self.pymemcache(), command)(*args)
         except MemcacheClientError:
             raise
         except SERVER_ERRORS as exc:
             raise unavailable(self.name, exc) from exc
+        self.latency.observe(time.perf_counter() - start)
+        return result
 
     def _async_client(self) -> AsyncMemcachedClient:
         """The process's asyncio client for our (single) server, shared by every alias."""
@@ -192,6 +199,7 @@ class MemcachedClient:
         """One asyncio command: the only place a native async command goes out, behind
         the same breaker as the sync commands to that server."""
         breaker = self.breakers[0]
+        start = time.perf_counter()
         try:
             guard(breaker)
             result = await getattr(self._async_client(), command)(*args)
@@ -206,6 +214,7 @@ class MemcachedClient:
                 raise unavailable(self.name, exc) from exc
             raise
         breaker.success()
+        self.latency.observe(time.perf_counter() - start)
         return result
 
     # -- the commands of remote.ServerClient ------------------------------------------

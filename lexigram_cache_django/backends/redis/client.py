@@ -18,6 +18,7 @@ import asyncio
 import functools
 import random
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ from ...circuit import CircuitBreaker
 from ...conf import mask_location
 from ...exceptions import CacheIncrError, CacheServerError
 from ...failfast import breaker_for, failed_in_operation, server_failed
+from ...metrics import histogram_for
 from ...tags import new_version, record_version
 from . import scripts
 from .pools import AsyncPool, SyncPool
@@ -172,6 +174,7 @@ class RedisClient:
         self.breakers = [breaker_for(name, **(circuit or {})) for name in self.names]
         for pool, breaker in zip(pools, self.breakers):
             pool.breaker = breaker
+            pool.latency = histogram_for(breaker.server)
 
     def _sync_pool(self, index: int) -> SyncPool:
         pool_id = f"{self.servers[index]}|{self.pools_id}"
@@ -200,6 +203,7 @@ class RedisClient:
             ]
             for ap, breaker in zip(mine, self.breakers):
                 ap.breaker = breaker
+                ap.latency = histogram_for(breaker.server)
         return mine
 
     def aprimary(self) -> AsyncPool:
@@ -227,6 +231,7 @@ class RedisClient:
         breaker = pool.breaker
         if failed_in_operation(breaker.server) or not breaker.allow():
             raise short_circuited(breaker)
+        start = time.perf_counter()
         try:
             result = pool.execute(*args)
         except SERVER_ERRORS as exc:
@@ -235,6 +240,7 @@ class RedisClient:
             breaker.abandon()  # no outcome (a bad command, an interrupt)
             raise
         breaker.success()
+        pool.latency.observe(time.perf_counter() - start)
         return result
 
     def send_pipeline(self, pool: SyncPool, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -242,6 +248,7 @@ class RedisClient:
         breaker = pool.breaker
         if failed_in_operation(breaker.server) or not breaker.allow():
             raise short_circuited(breaker)
+        start = time.perf_counter()
         try:
             result = pool.pipeline(commands)
         except SERVER_ERRORS as exc:
@@ -250,12 +257,14 @@ class RedisClient:
             breaker.abandon()
             raise
         breaker.success()
+        pool.latency.observe(time.perf_counter() - start)
         return result
 
     async def asend(self, ap: AsyncPool, *args: Any) -> Any:
         breaker = ap.breaker
         if failed_in_operation(breaker.server) or not breaker.allow():
             raise short_circuited(breaker)
+        start = time.perf_counter()
         try:
             result = await ap.execute(*args)
         except SERVER_ERRORS as exc:
@@ -264,12 +273,14 @@ class RedisClient:
             breaker.abandon()  # cancelled: no outcome
             raise
         breaker.success()
+        ap.latency.observe(time.perf_counter() - start)
         return result
 
     async def asend_pipeline(self, ap: AsyncPool, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         breaker = ap.breaker
         if failed_in_operation(breaker.server) or not breaker.allow():
             raise short_circuited(breaker)
+        start = time.perf_counter()
         try:
             result = await ap.pipeline(commands)
         except SERVER_ERRORS as exc:
@@ -278,6 +289,7 @@ class RedisClient:
             breaker.abandon()
             raise
         breaker.success()
+        ap.latency.observe(time.perf_counter() - start)
         return result
 
     def eval(self, script: Script, keys: Sequence[str], *args: Any) -> Any:

@@ -59,6 +59,7 @@ import redis.asyncio
 from redis.exceptions import ResponseError
 
 from ...circuit import CircuitBreaker
+from ...metrics import LatencyHistogram
 
 NO_CONNECTION = "No connection available."
 #: Seconds a connection may sit idle before it is polled on checkout (see the docstring).
@@ -90,6 +91,8 @@ class SyncPool:
 
     #: The server's circuit breaker, set by the client that made the pool (see client.py).
     breaker: CircuitBreaker
+    #: The server's latency histogram (metrics.histogram_for), set with the breaker.
+    latency: LatencyHistogram
 
     def __init__(self, url: str, **options: Any) -> None:
         #: redis-py's pool for ``get_client()``, and where our connection settings come from.
@@ -200,6 +203,7 @@ class AsyncPool:
     """Connections to one server for one event loop; see the module docstring."""
 
     breaker: CircuitBreaker
+    latency: LatencyHistogram
 
     def __init__(self, url: str, *, timeout: float | None = None, **options: Any) -> None:
         self.redis_pool = redis.asyncio.ConnectionPool.from_url(url, **options)
