@@ -191,18 +191,23 @@ def invalidate(panel: CachePanelAdmin, request: HttpRequest, alias: str) -> Http
     tags = _tags_of(request)
     model_label = request.POST.get("model", "").strip()
     pks = [p.strip() for p in request.POST.get("pks", "").split(",") if p.strip()]
-    model = None
     if model_label:
         try:
-            model = apps.get_model(model_label)
+            apps.get_model(model_label)
         except (LookupError, ValueError):
             messages.error(request, _("No model %(model)r.") % {"model": model_label})
             return redirect(_url(panel, "change", alias))
-    if not tags and model is None:
+    if not tags and not model_label:
         messages.error(request, _("Name one or more tags, or a model."))
         return redirect(_url(panel, "change", alias))
     if request.POST.get("confirmed") == "yes":
-        done = operations.invalidate(alias=alias, tags=tags, model=model, pks=pks)
+        try:
+            done = operations.invalidate(
+                alias=alias, tags=tags, model=model_label or None, pks=pks
+            )
+        except operations.OperationError as exc:
+            messages.error(request, str(exc))
+            return redirect(_url(panel, "change", alias))
         message = _("Invalidated on %(alias)s: %(tags)s.") % {
             "alias": alias,
             "tags": ", ".join(done) or "–",
