@@ -13,8 +13,6 @@ from django.urls import URLPattern, path
 
 from . import views
 
-ACTION_PERMISSION = "lexigram_cache_django.clear_cache"
-
 
 class CachePanelAdmin(admin.ModelAdmin):
     """No rows to add, change or delete: viewing needs ``view_cachepanel``, actions
@@ -35,7 +33,7 @@ class CachePanelAdmin(admin.ModelAdmin):
 
     def has_action_permission(self, request: HttpRequest) -> bool:
         """Whether the user may clear, invalidate, look up or delete keys."""
-        return request.user.has_perm(ACTION_PERMISSION)
+        return views.can_act(request)
 
     def get_urls(self) -> list[URLPattern]:
         info = self.opts.app_label, self.opts.model_name

@@ -8,10 +8,11 @@ confirmation page, and each is written to the admin log with the user.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from django.apps import apps
 from django.contrib import messages
+from django.contrib.admin import ModelAdmin
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
@@ -25,8 +26,10 @@ from .. import operations
 from ..models import CachePanel
 from . import figures
 
-if TYPE_CHECKING:
-    from .panel import CachePanelAdmin
+Panel = ModelAdmin  # the CachePanelAdmin (not imported: it imports these views)
+
+#: The permission every action needs (view needs ``view_cachepanel``).
+ACTION_PERMISSION = "lexigram_cache_django.clear_cache"
 
 TEMPLATES = "lexigram_cache_django/admin/"
 
@@ -39,7 +42,7 @@ def allow(*methods: str) -> Callable[[_View], _View]:
 
     def decorate(view: _View) -> _View:
         def checked(
-            panel: CachePanelAdmin, request: HttpRequest, *args: Any, **kwargs: Any
+            panel: Panel, request: HttpRequest, *args: Any, **kwargs: Any
         ) -> HttpResponse:
             if request.method not in methods:
                 return HttpResponseNotAllowed(methods)
@@ -51,25 +54,30 @@ def allow(*methods: str) -> Callable[[_View], _View]:
     return decorate
 
 
-def _context(panel: CachePanelAdmin, request: HttpRequest, **extra: Any) -> dict[str, Any]:
+def _context(panel: Panel, request: HttpRequest, **extra: Any) -> dict[str, Any]:
     context: dict[str, Any] = {
         **panel.admin_site.each_context(request),
         "opts": panel.opts,
         "app_label": panel.opts.app_label,
-        "has_action_permission": panel.has_action_permission(request),
+        "has_action_permission": can_act(request),
     }
     context.update(extra)
     return context
 
 
-def _can_view(panel: CachePanelAdmin, request: HttpRequest) -> None:
+def can_act(request: HttpRequest) -> bool:
+    """Whether the user may clear, invalidate, look up or delete keys."""
+    return request.user.has_perm(ACTION_PERMISSION)
+
+
+def _can_view(panel: Panel, request: HttpRequest) -> None:
     if not panel.has_view_permission(request):
         raise PermissionDenied
 
 
-def _can_act(panel: CachePanelAdmin, request: HttpRequest, alias: str) -> None:
+def _can_act(panel: Panel, request: HttpRequest, alias: str) -> None:
     _can_view(panel, request)
-    if not panel.has_action_permission(request):
+    if not can_act(request):
         raise PermissionDenied
     _known(alias)
 
@@ -79,7 +87,7 @@ def _known(alias: str) -> None:
         raise Http404(_("No cache alias %(alias)r.") % {"alias": alias})
 
 
-def _url(panel: CachePanelAdmin, name: str, alias: str) -> str:
+def _url(panel: Panel, name: str, alias: str) -> str:
     info = panel.opts.app_label, panel.opts.model_name
     return reverse(
         f"{panel.admin_site.name}:{info[0]}_{info[1]}_{name}", kwargs={"alias": alias}
@@ -99,7 +107,7 @@ def log_action(request: HttpRequest, alias: str, message: str) -> None:
 
 
 @allow("GET")
-def alias_list(panel: CachePanelAdmin, request: HttpRequest) -> HttpResponse:
+def alias_list(panel: Panel, request: HttpRequest) -> HttpResponse:
     _can_view(panel, request)
     rows = [figures.alias_row(alias) for alias in operations.aliases()]
     for row in rows:
@@ -109,7 +117,7 @@ def alias_list(panel: CachePanelAdmin, request: HttpRequest) -> HttpResponse:
 
 
 @allow("GET")
-def alias_detail(panel: CachePanelAdmin, request: HttpRequest, alias: str) -> HttpResponse:
+def alias_detail(panel: Panel, request: HttpRequest, alias: str) -> HttpResponse:
     _can_view(panel, request)
     _known(alias)
     page = figures.alias_page(alias)
@@ -129,7 +137,7 @@ def alias_detail(panel: CachePanelAdmin, request: HttpRequest, alias: str) -> Ht
 
 
 @allow("GET")
-def alias_data(panel: CachePanelAdmin, request: HttpRequest, alias: str) -> JsonResponse:
+def alias_data(panel: Panel, request: HttpRequest, alias: str) -> JsonResponse:
     """The live refresh: the alias page's figures and charts (SVG markup) as JSON."""
     _can_view(panel, request)
     _known(alias)
@@ -144,7 +152,7 @@ def alias_data(panel: CachePanelAdmin, request: HttpRequest, alias: str) -> Json
 
 
 @allow("GET", "POST")
-def clear(panel: CachePanelAdmin, request: HttpRequest, alias: str) -> HttpResponse:
+def clear(panel: Panel, request: HttpRequest, alias: str) -> HttpResponse:
     """GET: the confirmation page; POST: clear the alias (prefix-safe, as ``clear()``)."""
     _can_act(panel, request, alias)
     if request.method == "POST":
@@ -185,7 +193,7 @@ def _tags_of(request: HttpRequest) -> list[str]:
 
 
 @allow("POST")
-def invalidate(panel: CachePanelAdmin, request: HttpRequest, alias: str) -> HttpResponse:
+def invalidate(panel: Panel, request: HttpRequest, alias: str) -> HttpResponse:
     """Invalidate tags, or a model (optionally some primary keys), after confirmation."""
     _can_act(panel, request, alias)
     tags = _tags_of(request)
@@ -231,7 +239,7 @@ def invalidate(panel: CachePanelAdmin, request: HttpRequest, alias: str) -> Http
 
 
 @allow("POST")
-def lookup_key(panel: CachePanelAdmin, request: HttpRequest, alias: str) -> HttpResponse:
+def lookup_key(panel: Panel, request: HttpRequest, alias: str) -> HttpResponse:
     """Show one key: remaining TTL, size, tags and whether they are current, a preview."""
     _can_act(panel, request, alias)
     key = request.POST.get("key", "")
@@ -257,7 +265,7 @@ def lookup_key(panel: CachePanelAdmin, request: HttpRequest, alias: str) -> Http
 
 
 @allow("POST")
-def delete_key(panel: CachePanelAdmin, request: HttpRequest, alias: str) -> HttpResponse:
+def delete_key(panel: Panel, request: HttpRequest, alias: str) -> HttpResponse:
     """Delete one key, after confirmation."""
     _can_act(panel, request, alias)
     key = request.POST.get("key", "")
