@@ -365,6 +365,29 @@ def check_app_settings() -> list[CheckMessage]:
         found += _check_invalidate_caches(configured.get("INVALIDATE_CACHES"))
     if not any(m.id == E("E013") for m in found):
         found += _check_invalidate_models(configured.get("INVALIDATE_MODELS") or ())
+    return found + _check_metrics(configured)
+
+
+def _check_metrics(configured: Mapping[str, Any]) -> list[CheckMessage]:
+    """METRICS_*: types and ranges (E030); METRICS_ALIAS a Redis/Memcached alias (E031)."""
+    found: list[CheckMessage] = []
+    for key in ("METRICS_ENABLED", "METRICS_INTERVAL", "METRICS_ALIAS"):
+        problem = conf.APP_SETTINGS[key].problem(configured.get(key))
+        if key in configured and problem is not None:
+            found.append(_app_error("E030", problem.message, problem.hint))
+    alias = configured.get("METRICS_ALIAS")
+    if found or alias is None:
+        return found
+    defined = getattr(settings, "CACHES", {})
+    if alias not in defined:
+        hint = _suggest(str(alias), [str(a) for a in defined], "Name an alias of CACHES.")
+        found.append(_app_error("E031", f"METRICS_ALIAS {alias!r} is not in CACHES.", hint))
+    else:
+        backend = _lexigram_backend(defined[alias])
+        if getattr(backend, "backend_name", None) not in ("redis", "memcached"):
+            msg = f"METRICS_ALIAS {alias!r} is not a lexigram Redis or Memcached cache."
+            hint = "Site-wide metrics need a shared server; name a RedisCache or MemcachedCache."
+            found.append(_app_error("E031", msg, hint))
     return found
 
 

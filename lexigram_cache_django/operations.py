@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core import checks
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
+from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
 from . import site_metrics
 from .backends.base import LexigramCache
@@ -466,6 +467,11 @@ def _inspect_remote(cache: LexigramCache, made: str, data: dict[str, Any]) -> di
         pttl = int(client.send(client.primary, "PTTL", made))
         data["ttl_known"] = True
         data["ttl_seconds"] = None if pttl < 0 else pttl / 1000
+    else:
+        ttl = _memcached_ttl(client, made)
+        if ttl is not None:
+            data["ttl_known"] = True
+            data["ttl_seconds"] = None if ttl < 0 else float(ttl)
     try:
         value, meta = cache.codec.decode_entry(raw)
     except CacheDecodeError as exc:
@@ -476,6 +482,21 @@ def _inspect_remote(cache: LexigramCache, made: str, data: dict[str, Any]) -> di
         data["ttl_known"] = True
         data["ttl_seconds"] = round(meta.expires - time.time(), 3)
     return _with_tags(cache, meta, data)
+
+
+def _memcached_ttl(client: Any, made: str) -> int | None:
+    """Seconds left of a memcached item (meta get ``mg KEY t``; -1: never), or None
+    when the server cannot say (before memcached 1.6, or it failed)."""
+    try:
+        pm = client.pymemcache()
+        node = pm._get_client(made) if hasattr(pm, "_get_client") else pm
+        reply: bytes = node.raw_command(f"mg {made} t".encode())
+    except Exception:
+        return None
+    for token in reply.split()[1:] if reply.startswith(b"HD") else ():
+        if token.startswith(b"t"):
+            return int(token[1:])
+    return None
 
 
 def _with_tags(cache: LexigramCache, meta: Any, data: dict[str, Any]) -> dict[str, Any]:
@@ -526,8 +547,13 @@ def invalidate(
             if has_extra_tags(cls):
                 from .invalidation import extra_tags
 
-                for row in rows_of(cls, "default", list(pks)):
-                    wanted.extend(extra_tags(row))
+                try:
+                    for row in rows_of(cls, DEFAULT_DB_ALIAS, list(pks)):
+                        wanted.extend(extra_tags(row))
+                except DatabaseError as exc:
+                    raise OperationError(
+                        f"cannot read {model} rows for their extra tags: {exc}"
+                    ) from exc
         else:
             wanted.append(cls)
     if not wanted:
