@@ -15,6 +15,7 @@ from django.urls import reverse
 from lexigram_cache_django import operations, site_metrics
 from lexigram_cache_django.admin.charts import bucketed, line_chart
 from lexigram_cache_django.admin.panel import CachePanelAdmin
+from lexigram_cache_django.backends.base import LexigramCache
 from lexigram_cache_django.models import CachePanel
 
 pytestmark = pytest.mark.django_db
@@ -67,7 +68,7 @@ def test_index_lists_cache_for_viewers_only(viewer: Client) -> None:
     assert BASE not in page.content.decode()
 
 
-@pytest.mark.parametrize("url", READ_URLS + ("default/clear/",))
+@pytest.mark.parametrize("url", (*READ_URLS, "default/clear/"))
 def test_anonymous_is_sent_to_login(url: str) -> None:
     response = Client().get(BASE + url)
     assert response.status_code == 302
@@ -97,7 +98,9 @@ def test_action_views_refuse_get(actor: Client, url: str) -> None:
 @pytest.mark.parametrize("url", (*POST_URLS, "default/clear/"))
 def test_viewer_cannot_act(viewer: Client, url: str) -> None:
     caches["default"].set("kept", 1)
-    assert viewer.post(BASE + url, {"key": "kept", "tags": "t", "confirmed": "yes"}).status_code == 403
+    assert (
+        viewer.post(BASE + url, {"key": "kept", "tags": "t", "confirmed": "yes"}).status_code == 403
+    )
     assert viewer.get(BASE + "default/clear/").status_code == 403
     assert caches["default"].get("kept") == 1
     assert not LogEntry.objects.exists()
@@ -148,8 +151,14 @@ def test_clear_asks_then_clears_and_logs(actor: Client) -> None:
     assert "Cleared cache alias default" in entry.change_message
 
 
+def lexigram(alias: str) -> LexigramCache:
+    cache = caches[alias]
+    assert isinstance(cache, LexigramCache)
+    return cache
+
+
 def test_invalidate_tags_after_confirmation(actor: Client) -> None:
-    cache = caches["default"]
+    cache = lexigram("default")
     cache.set_with_tags("page", "html", tags=["menu"])
     first = actor.post(BASE + "default/invalidate/", {"tags": "menu"})
     assert first.status_code == 200
@@ -194,7 +203,7 @@ def test_lookup_escapes_the_value_and_is_logged(actor: Client) -> None:
 
 
 def test_list_shows_the_same_figures_as_operations(viewer: Client) -> None:
-    cache = caches["default"]
+    cache = lexigram("default")
     cache.reset_stats()  # counters are per process and outlive a test
     cache.set("k", 1)
     for _ in range(3):
@@ -233,7 +242,11 @@ def test_chart_points_are_the_series() -> None:
     assert hour[-3]["hits"] == 3
     day = bucketed(rows, 1440, 15, now)
     assert sum(r.get("hits", 0) for r in day) == 5
-    svg = str(line_chart([(r["minute"], float(r.get("hits", 0))) for r in hour], chart_id="c", title="<t>"))
+    svg = str(
+        line_chart(
+            [(r["minute"], float(r.get("hits", 0))) for r in hour], chart_id="c", title="<t>"
+        )
+    )
     assert svg.count("<circle") == 2
     assert "&lt;t&gt;" in svg and "<t>" not in svg
 

@@ -17,6 +17,9 @@ from django.utils.translation import gettext as _
 from .. import operations, site_metrics
 from .charts import charts_for, ratio_of
 
+#: Shown for a figure nobody knows (an en dash).
+DASH = "\u2013"
+
 #: Counters shown on the alias page, in order, with their labels.
 COUNTER_LABELS: tuple[tuple[str, str], ...] = (
     ("hits", "Hits"),
@@ -51,12 +54,12 @@ def hour_ratio(series: list[dict[str, Any]]) -> float | None:
 
 
 def percent(value: Any) -> str:
-    return "–" if value is None else f"{float(value) * 100:.1f}%"
+    return DASH if value is None else f"{float(value) * 100:.1f}%"
 
 
 def number(value: Any) -> str:
     if value is None or value == "":
-        return "–"
+        return DASH
     if isinstance(value, bool):
         return _("yes") if value else _("no")
     if isinstance(value, int):
@@ -164,7 +167,7 @@ def alias_page(alias: str, now: float | None = None) -> dict[str, Any]:
 
 
 def _ms(value: Any) -> str:
-    return "–" if value is None else f"{float(value):.2f} ms"
+    return DASH if value is None else f"{float(value):.2f} ms"
 
 
 def _breakers(health: Mapping[str, Any]) -> list[dict[str, Any]]:

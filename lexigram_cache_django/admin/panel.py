@@ -36,7 +36,7 @@ class CachePanelAdmin(admin.ModelAdmin):
         return views.can_act(request)
 
     def get_urls(self) -> list[URLPattern]:
-        info = self.opts.app_label, self.opts.model_name
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
 
         def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
             def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -47,15 +47,11 @@ class CachePanelAdmin(admin.ModelAdmin):
         return [
             # Named like a changelist and a change form, so the index, the sidebar, the
             # breadcrumbs and the admin log's links find them.
-            path("", wrap(views.alias_list), name="%s_%s_changelist" % info),
-            path("<str:alias>/", wrap(views.alias_detail), name="%s_%s_change" % info),
-            path("<str:alias>/data.json", wrap(views.alias_data), name="%s_%s_data" % info),
-            path("<str:alias>/clear/", wrap(views.clear), name="%s_%s_clear" % info),
-            path(
-                "<str:alias>/invalidate/", wrap(views.invalidate), name="%s_%s_invalidate" % info
-            ),
-            path("<str:alias>/key/", wrap(views.lookup_key), name="%s_%s_key" % info),
-            path(
-                "<str:alias>/delete-key/", wrap(views.delete_key), name="%s_%s_delete_key" % info
-            ),
+            path("", wrap(views.alias_list), name=f"{prefix}_changelist"),
+            path("<str:alias>/", wrap(views.alias_detail), name=f"{prefix}_change"),
+            path("<str:alias>/data.json", wrap(views.alias_data), name=f"{prefix}_data"),
+            path("<str:alias>/clear/", wrap(views.clear), name=f"{prefix}_clear"),
+            path("<str:alias>/invalidate/", wrap(views.invalidate), name=f"{prefix}_invalidate"),
+            path("<str:alias>/key/", wrap(views.lookup_key), name=f"{prefix}_key"),
+            path("<str:alias>/delete-key/", wrap(views.delete_key), name=f"{prefix}_delete_key"),
         ]

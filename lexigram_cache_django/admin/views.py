@@ -1,3 +1,5 @@
+# Django's admin classes are generic only in django-stubs, not at runtime:
+# mypy: disable-error-code="type-arg"
 """The cache pages' views; each takes the :class:`CachePanelAdmin` first.
 
 Reading needs the view permission; every action (clear, invalidate, look up, delete) needs
@@ -41,9 +43,7 @@ def allow(*methods: str) -> Callable[[_View], _View]:
     the ModelAdmin before the request)."""
 
     def decorate(view: _View) -> _View:
-        def checked(
-            panel: Panel, request: HttpRequest, *args: Any, **kwargs: Any
-        ) -> HttpResponse:
+        def checked(panel: Panel, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in methods:
                 return HttpResponseNotAllowed(methods)
             return view(panel, request, *args, **kwargs)
@@ -89,15 +89,13 @@ def _known(alias: str) -> None:
 
 def _url(panel: Panel, name: str, alias: str) -> str:
     info = panel.opts.app_label, panel.opts.model_name
-    return reverse(
-        f"{panel.admin_site.name}:{info[0]}_{info[1]}_{name}", kwargs={"alias": alias}
-    )
+    return reverse(f"{panel.admin_site.name}:{info[0]}_{info[1]}_{name}", kwargs={"alias": alias})
 
 
 def log_action(request: HttpRequest, alias: str, message: str) -> None:
     """One admin-log row for an action on ``alias``, with the user who ran it."""
     LogEntry.objects.create(
-        user_id=request.user.pk,
+        user_id=request.user.pk or 0,  # admin_view lets only logged-in staff in
         content_type=ContentType.objects.get_for_model(CachePanel, for_concrete_model=False),
         object_id=alias,
         object_repr=alias[:200],
@@ -182,9 +180,7 @@ def clear(panel: Panel, request: HttpRequest, alias: str) -> HttpResponse:
 
 
 def _model_choices() -> list[str]:
-    return sorted(
-        f"{m._meta.app_label}.{m.__name__}" for m in apps.get_models() if m._meta.managed
-    )
+    return sorted(f"{m._meta.app_label}.{m.__name__}" for m in apps.get_models() if m._meta.managed)
 
 
 def _tags_of(request: HttpRequest) -> list[str]:
@@ -210,15 +206,13 @@ def invalidate(panel: Panel, request: HttpRequest, alias: str) -> HttpResponse:
         return redirect(_url(panel, "change", alias))
     if request.POST.get("confirmed") == "yes":
         try:
-            done = operations.invalidate(
-                alias=alias, tags=tags, model=model_label or None, pks=pks
-            )
+            done = operations.invalidate(alias=alias, tags=tags, model=model_label or None, pks=pks)
         except operations.OperationError as exc:
             messages.error(request, str(exc))
             return redirect(_url(panel, "change", alias))
         message = _("Invalidated on %(alias)s: %(tags)s.") % {
             "alias": alias,
-            "tags": ", ".join(done) or "–",
+            "tags": ", ".join(done) or figures.DASH,
         }
         log_action(request, alias, message)
         messages.success(request, message)
