@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
 from django.core.cache import caches
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
+from pytest_django.fixtures import Settings
 
 from lexigram_cache_django import operations, site_metrics
 from lexigram_cache_django.admin.charts import bucketed, line_chart
 from lexigram_cache_django.admin.panel import CachePanelAdmin
 from lexigram_cache_django.backends.base import LexigramCache
 from lexigram_cache_django.models import CachePanel
+from tests.servers import Server, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -256,3 +260,70 @@ def test_admin_class_is_the_registered_one() -> None:
 
     assert isinstance(admin.site._registry[CachePanel], CachePanelAdmin)
     assert reverse("admin:lexigram_cache_django_cachepanel_changelist") == BASE
+
+
+@pytest.fixture
+def more_aliases(settings: Settings, redis_server: Server, memcached_server: Server) -> None:
+    """Every kind of alias the list shows: ours on each server, tiered, Django's LocMem,
+    and a Redis alias whose server is not there."""
+    unique = uuid.uuid4().hex[:8]
+    redis_entry = {
+        "BACKEND": "lexigram_cache_django.backends.redis.RedisCache",
+        "LOCATION": redis_server.url,
+        "KEY_PREFIX": f"r{unique}",
+    }
+    settings.CACHES = {
+        **settings.CACHES,
+        "redis": redis_entry,
+        "memcached": {
+            "BACKEND": "lexigram_cache_django.backends.memcached.MemcachedCache",
+            "LOCATION": memcached_server.address,
+            "KEY_PREFIX": f"m{unique}",
+        },
+        "tiered": {
+            "BACKEND": "lexigram_cache_django.backends.tiered.TieredCache",
+            "OPTIONS": {
+                "L1": {"BACKEND": "lexigram_cache_django.backends.memory.MemoryCache"},
+                "L2": {**redis_entry, "KEY_PREFIX": f"t{unique}"},
+            },
+        },
+        "django": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "gone": {
+            "BACKEND": "lexigram_cache_django.backends.redis.RedisCache",
+            "LOCATION": f"redis://:secret@127.0.0.1:{free_port()}",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        },
+    }
+
+
+@pytest.mark.redis
+@pytest.mark.memcached
+def test_every_kind_of_alias_is_listed_and_has_a_page(viewer: Client, more_aliases: None) -> None:
+    for alias in ("redis", "memcached", "tiered", "django", "gone"):
+        caches[alias].set("k", 1)
+        caches[alias].get("k")
+    listing = viewer.get(BASE).content.decode()
+    for alias in ("default", "redis", "memcached", "tiered", "django", "gone"):
+        assert f'<tr data-alias="{alias}">' in listing
+    assert "secret" not in listing  # locations are masked
+    gone = re.search(r'<tr data-alias="gone">(.*?)</tr>', listing, re.S)
+    assert gone is not None and "lexigram-status-down" in gone.group(1)
+
+    redis_page = viewer.get(BASE + "redis/").content.decode()
+    assert "redis_version" in redis_page and "maxmemory_policy" in redis_page
+    memcached_page = viewer.get(BASE + "memcached/").content.decode()
+    assert "limit_maxbytes" in memcached_page and "get_hits" in memcached_page
+    tiered_page = viewer.get(BASE + "tiered/").content.decode()
+    assert "Tier L1" in tiered_page and "Tier L2" in tiered_page
+    assert viewer.get(BASE + "django/").status_code == 200
+    gone_page = viewer.get(BASE + "gone/").content.decode()
+    assert "secret" not in gone_page
+    breakers = re.search(
+        r'<table class="lexigram-table" id="cache-breakers">(.*?)</table>', gone_page, re.S
+    )
+    assert breakers is not None and "Connection refused" in breakers.group(1)  # last error
+
+
+def test_demo_traffic_stays_on_loopback() -> None:
+    with pytest.raises(CommandError, match="not a loopback address"):
+        call_command("demo_traffic", base_url="http://192.0.2.1:8000", requests=1)

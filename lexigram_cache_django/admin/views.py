@@ -143,6 +143,7 @@ def alias_data(panel: Panel, request: HttpRequest, alias: str) -> JsonResponse:
     return JsonResponse(
         {
             "alias": alias,
+            "status": page["health"].get("status"),
             "figures": page["figures"],
             "charts": {name: str(svg) for name, svg in page["charts"].items()},
         }

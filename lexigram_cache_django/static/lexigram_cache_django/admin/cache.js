@@ -17,6 +17,11 @@
                 el.textContent = text;
             }
         }
+        if (data.status) {
+            for (const el of root.querySelectorAll('[data-figure="status"]')) {
+                el.className = "value lexigram-status lexigram-status-" + data.status;
+            }
+        }
         for (const [name, svg] of Object.entries(data.charts || {})) {
             const box = root.querySelector('[data-chart="' + name + '"]');
             if (box) {
