@@ -244,7 +244,8 @@ def site_totals(alias: str, minutes: int = 1440) -> dict[str, int] | None:
 
 def _run(stop: threading.Event) -> None:
     while not stop.wait(interval()):
-        flush_now()
+        if enabled():  # METRICS_ENABLED may be turned off while the process runs
+            flush_now()
 
 
 def start() -> None:
