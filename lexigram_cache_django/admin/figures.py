@@ -13,6 +13,7 @@ from typing import Any
 
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .. import operations, site_metrics
 from .charts import charts_for, ratio_of
@@ -22,27 +23,27 @@ DASH = "\u2013"
 
 #: Counters shown on the alias page, in order, with their labels.
 COUNTER_LABELS: tuple[tuple[str, str], ...] = (
-    ("hits", "Hits"),
-    ("misses", "Misses"),
-    ("sets", "Sets"),
-    ("deletes", "Deletes"),
-    ("evictions", "Evictions"),
-    ("expirations", "Expirations"),
-    ("errors", "Errors"),
-    ("short_circuited", "Short-circuited calls"),
-    ("tag_invalidations", "Tag invalidations"),
-    ("stale_by_tag", "Stale by tag"),
-    ("computations", "Computations (get_or_set)"),
-    ("waits", "Waits for another computation"),
-    ("lock_timeouts", "Lock timeouts"),
-    ("early_refreshes", "Early refreshes"),
+    ("hits", gettext_noop("Hits")),
+    ("misses", gettext_noop("Misses")),
+    ("sets", gettext_noop("Sets")),
+    ("deletes", gettext_noop("Deletes")),
+    ("evictions", gettext_noop("Evictions")),
+    ("expirations", gettext_noop("Expirations")),
+    ("errors", gettext_noop("Errors")),
+    ("short_circuited", gettext_noop("Short-circuited calls")),
+    ("tag_invalidations", gettext_noop("Tag invalidations")),
+    ("stale_by_tag", gettext_noop("Stale by tag")),
+    ("computations", gettext_noop("Computations (get_or_set)")),
+    ("waits", gettext_noop("Waits for another computation")),
+    ("lock_timeouts", gettext_noop("Lock timeouts")),
+    ("early_refreshes", gettext_noop("Early refreshes")),
 )
 
 STATUS_LABELS = {
-    "up": "up",
-    "degraded": "degraded",
-    "down": "down",
-    "breaker_open": "breaker open",
+    "up": gettext_noop("up"),
+    "degraded": gettext_noop("degraded"),
+    "down": gettext_noop("down"),
+    "breaker_open": gettext_noop("breaker open"),
 }
 
 
@@ -111,11 +112,11 @@ def alias_row(alias: str) -> dict[str, Any]:
         "errors": counted.get("errors"),
         "entries": server_of(stats).get("entries"),
         "memory": memory_of(stats, health),
-        "scope": _(_SCOPES.get(str(stats.get("site_scope")), "not counted")),
+        "scope": _(_SCOPES.get(str(stats.get("site_scope")), gettext_noop("not counted"))),
     }
 
 
-_SCOPES = {"site": "site-wide", "process": "this process"}
+_SCOPES = {"site": gettext_noop("site-wide"), "process": gettext_noop("this process")}
 
 
 def flat(data: Any, prefix: str = "") -> list[tuple[str, str]]:
