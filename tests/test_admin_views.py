@@ -310,7 +310,8 @@ def test_every_kind_of_alias_is_listed_and_has_a_page(viewer: Client, more_alias
     assert gone is not None and "lexigram-status-down" in gone.group(1)
 
     redis_page = viewer.get(BASE + "redis/").content.decode()
-    assert "redis_version" in redis_page and "maxmemory_policy" in redis_page
+    for field in ("redis_version", "maxmemory_policy", "used_memory_peak", "keyspace.db0.keys"):
+        assert field in redis_page
     memcached_page = viewer.get(BASE + "memcached/").content.decode()
     assert "limit_maxbytes" in memcached_page and "get_hits" in memcached_page
     tiered_page = viewer.get(BASE + "tiered/").content.decode()

@@ -7,15 +7,18 @@ figures, computed the same way, as ``manage.py cache stats --json`` (both read
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.cache import caches
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from .. import operations, site_metrics
+from ..backends.base import LexigramCache
 from .charts import charts_for, ratio_of
 
 #: Shown for a figure nobody knows (an en dash).
@@ -161,7 +164,7 @@ def alias_page(alias: str, now: float | None = None) -> dict[str, Any]:
         "counters": [(name, _(label), figures[name]) for name, label in COUNTER_LABELS],
         "charts": charts_for(day, now),
         "breakers": _breakers(health),
-        "server_rows": flat(server_of(stats)),
+        "server_rows": flat({**server_of(stats), **redis_extras(alias)}),
         "health_rows": flat({k: v for k, v in health.items() if k not in _SHOWN_ELSEWHERE}),
         "tiers": _tiers(stats),
     }
@@ -187,3 +190,33 @@ def _tiers(stats: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
     shown = [(name.upper(), flat(tiers[name])) for name in ("l1", "l2") if tiers.get(name)]
     rest = {k: v for k, v in tiers.items() if k not in ("l1", "l2")}
     return [*shown, (_("tiering"), flat(rest))]
+
+
+#: Redis INFO fields the page shows besides ``operations.alias_stats``'s.
+REDIS_EXTRA_FIELDS = (
+    "used_memory_peak",
+    "used_memory_peak_human",
+    "maxmemory_human",
+    "mem_fragmentation_ratio",
+    "role",
+)
+
+
+def redis_extras(alias: str) -> dict[str, Any]:
+    """Peak memory and the keyspace (``INFO``'s ``dbN`` lines) of a Redis alias, which
+    ``alias_stats`` leaves out; empty for other backends or a server that cannot answer."""
+    cache = caches[alias]
+    if not isinstance(cache, LexigramCache) or cache.backend_name != "redis":
+        return {}
+    get_client = getattr(cache, "get_client", None)
+    if get_client is None:
+        return {}
+    try:
+        info = get_client(write=False).info()
+    except Exception:  # a stats page must not fail because a server is down
+        return {}
+    extras: dict[str, Any] = {name: info[name] for name in REDIS_EXTRA_FIELDS if name in info}
+    keyspace = {name: info[name] for name in sorted(info) if re.fullmatch(r"db\d+", name)}
+    if keyspace:
+        extras["keyspace"] = keyspace
+    return extras
