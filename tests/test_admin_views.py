@@ -232,7 +232,9 @@ def test_json_endpoint_has_figures_and_charts(viewer: Client) -> None:
     data = viewer.get(BASE + "default/data.json").json()
     assert data["alias"] == "default"
     assert data["figures"]["hits"] == str(operations.alias_stats("default")["process"]["hits"])
-    assert set(data["charts"]) == {"ratio_hour", "ops_hour", "ratio_day", "ops_day"}
+    assert set(data["charts"]) == {"ratio_hour", "ops_hour"}
+    day = viewer.get(BASE + "default/data.json?day=1").json()
+    assert set(day["charts"]) == {"ratio_hour", "ops_hour", "ratio_day", "ops_day"}
     assert "<svg" in data["charts"]["ops_hour"]
 
 

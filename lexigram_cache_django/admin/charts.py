@@ -130,11 +130,13 @@ def line_chart(
     return mark_safe("".join(parts))  # every interpolated text is escaped above
 
 
-def charts_for(series_day: Sequence[Mapping[str, Any]], now: float) -> dict[str, SafeString]:
-    """The alias page's four charts from one day of minute rows."""
-    hour = bucketed(series_day, 60, 1, now)
-    day = bucketed(series_day, 1440, 15, now)
-    return {
+def charts_for(
+    series: Sequence[Mapping[str, Any]], now: float, *, day: bool = True
+) -> dict[str, SafeString]:
+    """The alias page's charts from minute rows: the last hour's two, and with ``day``
+    (``series`` then covers a day) the last day's two."""
+    hour = bucketed(series, 60, 1, now)
+    charts = {
         "ratio_hour": line_chart(
             [(r["minute"], ratio_of(r)) for r in hour],
             chart_id="chart-ratio-hour",
@@ -147,16 +149,20 @@ def charts_for(series_day: Sequence[Mapping[str, Any]], now: float) -> dict[str,
             chart_id="chart-ops-hour",
             title=_("Operations per minute, last hour"),
         ),
-        "ratio_day": line_chart(
-            [(r["minute"], ratio_of(r)) for r in day],
-            chart_id="chart-ratio-day",
-            title=_("Hit ratio per 15 minutes, last day"),
-            y_max=1.0,
-            percent=True,
-        ),
-        "ops_day": line_chart(
-            [(r["minute"], ops_of(r) / 15) for r in day],
-            chart_id="chart-ops-day",
-            title=_("Operations per minute (15-minute average), last day"),
-        ),
     }
+    if not day:
+        return charts
+    days = bucketed(series, 1440, 15, now)
+    charts["ratio_day"] = line_chart(
+        [(r["minute"], ratio_of(r)) for r in days],
+        chart_id="chart-ratio-day",
+        title=_("Hit ratio per 15 minutes, last day"),
+        y_max=1.0,
+        percent=True,
+    )
+    charts["ops_day"] = line_chart(
+        [(r["minute"], ops_of(r) / 15) for r in days],
+        chart_id="chart-ops-day",
+        title=_("Operations per minute (15-minute average), last day"),
+    )
+    return charts

@@ -138,14 +138,16 @@ def flat(data: Any, prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
-def alias_page(alias: str, now: float | None = None) -> dict[str, Any]:
-    """Everything the alias page and its JSON endpoint show."""
+def alias_page(alias: str, now: float | None = None, *, day: bool = True) -> dict[str, Any]:
+    """Everything the alias page and its JSON endpoint show; without ``day``, only the
+    last hour's charts (a day's series is 1,440 buckets to read: the live refresh asks for
+    it once a minute, not every few seconds)."""
     now = time.time() if now is None else now
     stats = operations.alias_stats(alias)
     health = operations.alias_health(alias)
     counted = totals(stats)
-    day = site_metrics.series(alias, minutes=1440)
-    hour = [r for r in day if int(r.get("minute") or 0) > now - 3600]
+    rows = site_metrics.series(alias, minutes=1440 if day else 60)
+    hour = [r for r in rows if int(r.get("minute") or 0) > now - 3600]
     figures: dict[str, str] = {
         "status": str(_(STATUS_LABELS.get(str(health.get("status")), "down"))),
         "hour_ratio": percent(hour_ratio(hour)),
@@ -162,7 +164,7 @@ def alias_page(alias: str, now: float | None = None) -> dict[str, Any]:
         "health": health,
         "figures": figures,
         "counters": [(name, _(label), figures[name]) for name, label in COUNTER_LABELS],
-        "charts": charts_for(day, now),
+        "charts": charts_for(rows, now, day=day),
         "breakers": _breakers(health),
         "server_rows": flat({**server_of(stats), **redis_extras(alias)}),
         "health_rows": flat({k: v for k, v in health.items() if k not in _SHOWN_ELSEWHERE}),

@@ -136,10 +136,11 @@ def alias_detail(panel: Panel, request: HttpRequest, alias: str) -> HttpResponse
 
 @allow("GET")
 def alias_data(panel: Panel, request: HttpRequest, alias: str) -> JsonResponse:
-    """The live refresh: the alias page's figures and charts (SVG markup) as JSON."""
+    """The live refresh: the alias page's figures and charts (SVG markup) as JSON; the
+    last day's charts only with ``?day=1``."""
     _can_view(panel, request)
     _known(alias)
-    page = figures.alias_page(alias)
+    page = figures.alias_page(alias, day=request.GET.get("day") == "1")
     return JsonResponse(
         {
             "alias": alias,
