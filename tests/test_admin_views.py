@@ -206,6 +206,21 @@ def test_lookup_escapes_the_value_and_is_logged(actor: Client) -> None:
     assert LogEntry.objects.get().change_message.startswith("Looked up key")
 
 
+def test_lookup_shows_tags_and_whether_they_are_current(actor: Client) -> None:
+    cache = lexigram("default")
+    cache.set_with_tags("menu-page", "html", tags=["menu", "footer"])
+    cache.invalidate_tags("footer")
+    page = actor.post(BASE + "default/key/", {"key": "menu-page"}).content.decode()
+    tags = re.search(r'<table class="lexigram-table" id="key-tags">(.*?)</table>', page, re.S)
+    assert tags is not None
+    rows = dict(
+        re.findall(
+            r"<tr><td>(\w+)</td>.*?<td>(yes|<strong>no: stale</strong>)</td></tr>", tags.group(1)
+        )
+    )
+    assert rows == {"menu": "yes", "footer": "<strong>no: stale</strong>"}
+
+
 def test_list_shows_the_same_figures_as_operations(viewer: Client) -> None:
     cache = lexigram("default")
     cache.reset_stats()  # counters are per process and outlive a test

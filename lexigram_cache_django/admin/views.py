@@ -234,6 +234,9 @@ def invalidate(panel: Panel, request: HttpRequest, alias: str) -> HttpResponse:
     return TemplateResponse(request, TEMPLATES + "confirm.html", context)
 
 
+_KEY_SHOWN_ELSEWHERE = ("value_preview", "tags", "alias", "key")
+
+
 @allow("POST")
 def lookup_key(panel: Panel, request: HttpRequest, alias: str) -> HttpResponse:
     """Show one key: remaining TTL, size, tags and whether they are current, a preview."""
@@ -244,7 +247,7 @@ def lookup_key(panel: Panel, request: HttpRequest, alias: str) -> HttpResponse:
         return redirect(_url(panel, "change", alias))
     found = operations.inspect_key(alias, key)
     log_action(request, alias, _("Looked up key %(key)r.") % {"key": key})
-    rows = [(name, value) for name, value in found.items() if name != "value_preview"]
+    shown = {name: value for name, value in found.items() if name not in _KEY_SHOWN_ELSEWHERE}
     context = _context(
         panel,
         request,
@@ -252,7 +255,8 @@ def lookup_key(panel: Panel, request: HttpRequest, alias: str) -> HttpResponse:
         alias=alias,
         key=key,
         found=found,
-        rows=[(name, figures.number(v) if not isinstance(v, str) else v) for name, v in rows],
+        rows=figures.flat(shown),
+        tags=found.get("tags") or [],
         preview=found.get("value_preview"),
         back_url=_url(panel, "change", alias),
         delete_key_url=_url(panel, "delete_key", alias),
