@@ -153,6 +153,7 @@ def test_clear_asks_then_clears_and_logs(actor: Client) -> None:
     assert entry.user.username == "actor"
     assert entry.object_id == "default"
     assert "Cleared cache alias default" in entry.change_message
+    assert entry.get_admin_url() == BASE + "default/"  # "Recent actions" links the alias page
 
 
 def lexigram(alias: str) -> LexigramCache:
