@@ -346,3 +346,18 @@ def test_every_kind_of_alias_is_listed_and_has_a_page(viewer: Client, more_alias
 def test_demo_traffic_stays_on_loopback() -> None:
     with pytest.raises(CommandError, match="not a loopback address"):
         call_command("demo_traffic", base_url="http://192.0.2.1:8000", requests=1)
+
+
+@pytest.mark.redis
+@pytest.mark.memcached
+def test_an_open_breaker_is_shown(viewer: Client, more_aliases: None) -> None:
+    gone = caches["gone"]
+    for i in range(10):  # connection refused each time: the breaker opens after CIRCUIT_FAILURES
+        gone.get(f"k{i}")
+    assert operations.alias_health("gone")["status"] == "breaker_open"
+    listing = viewer.get(BASE).content.decode()
+    row = re.search(r'<tr data-alias="gone">(.*?)</tr>', listing, re.S)
+    assert row is not None
+    assert "lexigram-status-breaker_open" in row.group(1) and "breaker open" in row.group(1)
+    page = viewer.get(BASE + "gone/").content.decode()
+    assert "<td>open</td>" in page
