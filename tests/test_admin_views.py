@@ -99,6 +99,12 @@ def test_action_views_refuse_get(actor: Client, url: str) -> None:
     assert actor.get(BASE + url).status_code == 405
 
 
+@pytest.mark.parametrize("url", (*READ_URLS, *POST_URLS, "default/clear/"))
+def test_other_methods_are_405(actor: Client, url: str) -> None:
+    assert actor.put(BASE + url).status_code == 405
+    assert actor.delete(BASE + url).status_code == 405
+
+
 @pytest.mark.parametrize("url", (*POST_URLS, "default/clear/"))
 def test_viewer_cannot_act(viewer: Client, url: str) -> None:
     caches["default"].set("kept", 1)
