@@ -341,3 +341,36 @@ def test_doctor_includes_system_checks() -> None:
                         "LOCATION": "x", "OPTIONS": {"MAX_ENTRIES": "many"}}):  # fmt: skip
         findings = operations.doctor()
     assert any(f.code == "lexigram_cache.E003" and f.level == "error" for f in findings)
+
+
+# -- tiered ------------------------------------------------------------------------------------
+
+
+def test_tiered_alias_stats_and_health(redis_server: Any, request: Any) -> None:
+    l2 = backend_config("redis", request)
+    tiered = {
+        "BACKEND": "lexigram_cache_django.backends.tiered.TieredCache",
+        "KEY_PREFIX": l2.pop("KEY_PREFIX"),
+        "OPTIONS": {
+            "L1": {
+                "BACKEND": "lexigram_cache_django.backends.memory.MemoryCache",
+                "LOCATION": "ops-l1",
+            },
+            "L2": l2,
+        },
+    }
+    with configure(t=tiered):
+        cache = caches["t"]
+        cache.set("k", 1, 60)
+        cache.get("k")
+        cache.get("k")
+        stats = operations.alias_stats("t")
+        assert stats["backend"] == "tiered"
+        tiers = stats["tiers"]
+        assert tiers["l1_hits"] + tiers["l2_hits"] == 2 == stats["process"]["hits"]
+        assert tiers["l2"]["backend"] == "redis"
+        assert stats["site_scope"] == "site"  # added up on its L2's server
+        assert stats["latency"]["count"] > 0  # its L2's commands
+        health = operations.alias_health("t")
+        assert health["status"] == "up" and health["version"]
+        cache.clear()

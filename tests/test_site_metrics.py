@@ -290,3 +290,16 @@ def test_metrics_alias_on_redis_passes_the_checks(redis_server: Any, request: An
         CACHES={"default": DEFAULT, "shared": shared}, LEXIGRAM_CACHE={"METRICS_ALIAS": "shared"}
     ):
         assert check_app_settings() == []
+
+
+async def test_async_choke_points_feed_the_histogram(alias: str, backend_kind: str) -> None:
+    if backend_kind == "memory":
+        pytest.skip("no network choke point")
+    cache = lexigram(alias)
+    client = cache._client
+    name = client.names[0] if backend_kind == "redis" else client.name
+    before = histogram_for(name).total
+    await cache.aset("a", 1, 60)
+    await cache.aget("a")
+    await cache.aget_many(["a", "b"])
+    assert histogram_for(name).total - before >= 3
