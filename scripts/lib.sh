@@ -80,16 +80,14 @@ sys.exit(not os.path.realpath(p.__file__).startswith(os.path.realpath(sys.argv[1
 }
 
 # The admin's browser tests (tests/browser) drive Debian's chromium with Playwright for
-# Python (the test dependency group; `playwright install` cannot download browsers here).
-# As root, apt-get installs chromium when it is missing; otherwise those tests skip, saying so.
+# Python (declared in the test dependency group, so ensure_venv installs it; `playwright
+# install` cannot download browsers here). As root, apt-get installs chromium when it is
+# missing; otherwise the browser tests skip, saying so.
 ensure_browser() {
-    if ! command -v chromium >/dev/null 2>&1; then
-        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-            ensure_debian_packages "chromium:chromium"
-        else
-            echo "==> chromium is missing and we are not root: the browser tests will skip"
-        fi
+    command -v chromium >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        ensure_debian_packages "chromium:chromium"
+    else
+        echo "==> chromium is missing and we are not root: the browser tests will skip"
     fi
-    .venv/bin/python -c 'import playwright.sync_api' 2>/dev/null ||
-        .venv/bin/python -m pip install -q --disable-pip-version-check "playwright>=1.45"
 }

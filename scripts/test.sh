@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run every check: ruff (lint + format), mypy, pytest, and Django's own cache
 # test suite against each backend (tests/django_suite). Installs redis-server and memcached
-# (and chromium, for the admin's browser tests) with apt-get when they are missing and we run
-# as root. Exits non-zero if anything failed.
+# with apt-get when they are missing and we run as root. Exits non-zero if anything failed.
 # The last line is "N passed, N failed": pytest's and Django's suite's tests, plus one failed
 # for each other step that failed.
 set -uo pipefail
@@ -11,8 +10,8 @@ cd "$(dirname "$0")/.."
 
 set -e
 ensure_debian_packages "redis-server:redis-server" "memcached:memcached"
+ensure_browser # chromium, for the admin's browser tests (tests/browser)
 ensure_venv all --group dev
-ensure_browser # tests/browser: Debian's chromium + Playwright
 set +e
 
 PY=.venv/bin/python
