@@ -107,3 +107,16 @@ installed_here() {
 sys.exit(not os.path.realpath(p.__file__).startswith(os.path.realpath(sys.argv[1]) + os.sep))' \
         "$PWD" 2>/dev/null
 }
+
+# The admin's browser tests (tests/browser) drive Debian's chromium with Playwright for
+# Python (declared in the test dependency group, so ensure_venv installs it; `playwright
+# install` cannot download browsers here). As root, apt-get installs chromium when it is
+# missing; otherwise the browser tests skip, saying so.
+ensure_browser() {
+    command -v chromium >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        ensure_debian_packages "chromium:chromium"
+    else
+        echo "==> chromium is missing and we are not root: the browser tests will skip"
+    fi
+}

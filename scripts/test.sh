@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 
 set -e
 ensure_debian_packages "redis-server:redis-server" "memcached:memcached"
+ensure_browser # chromium, for the admin's browser tests (tests/browser)
 ensure_venv all --group dev
 PY312=$(find_python312) || die "Python 3.12 not found for the Django 6.1 leg (set PYTHON312=/path/to/python3.12)"
 ensure_venv_at .venv312 "$PY312" all --group dev "Django>=6.1,<6.2"
