@@ -30,7 +30,7 @@ DEFAULT = {
 REDIS = "lexigram_cache_django.backends.redis.RedisCache"
 STATS_KEYS = {
     "alias", "backend", "location", "lexigram", "process", "site", "site_scope",
-    "hit_ratio", "latency", "server", "tiers",
+    "hit_ratio", "latency", "server", "tiers", "features",
 }  # fmt: skip
 HEALTH_KEYS = {
     "alias", "backend", "location", "status", "ping_ms", "breaker", "version",

@@ -193,6 +193,32 @@ def test_stats_for_alias_sums_the_alias_caches(semantic: SemanticCache) -> None:
     assert after["mean_similarity"] is not None and 0.9 < after["mean_similarity"] <= 1.0
 
 
+def test_semantic_figures_reach_cache_stats_and_the_admin_page(
+    semantic: SemanticCache, admin_client: Any
+) -> None:
+    """``operations.alias_stats`` (so ``manage.py cache stats --json``) and the admin's
+    alias page show the process's semantic counters of the alias."""
+    from django.core.management import call_command
+
+    from lexigram_cache_django import operations
+
+    semantic.store(QUESTION, "A web framework.", scope="s")
+    semantic.lookup(QUESTION, scope="s")
+    semantic.lookup(UNRELATED, scope="s")
+    figures = operations.alias_stats(ALIAS)["features"]["semantic"]
+    assert figures["exact_hits"] >= 1 and figures["misses"] >= 1
+    assert semantic.namespace in figures["namespaces"]
+    assert "semantic" not in operations.alias_stats("default")["features"]
+    from io import StringIO
+
+    out = StringIO()
+    call_command("cache", "stats", ALIAS, "--json", stdout=out)
+    assert json.loads(out.getvalue())["aliases"][0]["features"]["semantic"]["exact_hits"] >= 1
+    page = admin_client.get(f"/admin/lexigram_cache_django/cachepanel/{ALIAS}/")
+    assert page.status_code == 200
+    assert b'id="cache-feature-semantic"' in page.content
+
+
 def test_max_entries_evicts_the_least_recently_hit(
     alias_config: dict[str, Any], minilm: SentenceTransformerEmbedder
 ) -> None:

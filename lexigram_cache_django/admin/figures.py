@@ -169,6 +169,9 @@ def alias_page(alias: str, now: float | None = None, *, day: bool = True) -> dic
         "server_rows": flat({**server_of(stats), **redis_extras(alias)}),
         "health_rows": flat({k: v for k, v in health.items() if k not in _SHOWN_ELSEWHERE}),
         "tiers": _tiers(stats),
+        "features": [
+            (name, flat(dict(figures))) for name, figures in (stats.get("features") or {}).items()
+        ],
     }
 
 

@@ -122,6 +122,8 @@ def stats_lines(entry: dict[str, Any]) -> list[str]:
             "  tiers: "
             + ", ".join(f"{k} {cell(v)}" for k, v in tiers.items() if not isinstance(v, dict))
         )
+    for name, figures in (entry.get("features") or {}).items():
+        lines.append(f"  {name}: " + ", ".join(f"{k} {cell(v)}" for k, v in figures.items()))
     return lines + _server_lines(entry.get("server"))
 
 

@@ -17,7 +17,7 @@ from .doctor import CLOCK_SKEW_WARNING, DOCTOR_SAMPLE, Finding, doctor
 from .entries import PREVIEW_CHARS, describe_bytes, inspect_key
 from .health import alias_health, worst_status
 from .keyspace import CLEAR_BATCH, clear_alias, delete_keys, invalidate, list_keys
-from .stats import alias_stats, latency_of, server_names
+from .stats import add_stats_source, alias_stats, latency_of, server_names
 
 __all__ = [
     "CLEAR_BATCH",
@@ -27,6 +27,7 @@ __all__ = [
     "CannotEnumerate",
     "Finding",
     "OperationError",
+    "add_stats_source",
     "alias_health",
     "alias_stats",
     "aliases",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.core.cache.backends.base import BaseCache
@@ -66,6 +67,22 @@ def _django_server_figures(cache: BaseCache) -> dict[str, Any] | None:
     return None
 
 
+#: Per-alias figures of features that live above this layer, by name: the semantic cache
+#: (a leaf, which this module may not import) adds its counters here when it is imported.
+#: Each source returns None when it has nothing for the alias.
+STATS_SOURCES: dict[str, Callable[[str], dict[str, Any] | None]] = {}
+
+
+def add_stats_source(name: str, source: Callable[[str], dict[str, Any] | None]) -> None:
+    """Show ``source(alias)`` under ``features[name]`` of :func:`alias_stats`."""
+    STATS_SOURCES[name] = source
+
+
+def _features(alias: str) -> dict[str, Any]:
+    found = {name: source(alias) for name, source in list(STATS_SOURCES.items())}
+    return {name: figures for name, figures in found.items() if figures is not None}
+
+
 def alias_stats(alias: str) -> dict[str, Any]:
     """One alias's entry of ``cache stats --json`` (docs/operations.md has the schema)."""
     cache = cache_of(alias)
@@ -81,6 +98,7 @@ def alias_stats(alias: str) -> dict[str, Any]:
         "latency": None,
         "server": None,
         "tiers": None,
+        "features": _features(alias),
     }
     if not isinstance(cache, LexigramCache):
         data["server"] = _django_server_figures(cache)

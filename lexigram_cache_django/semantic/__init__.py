@@ -3,7 +3,7 @@
 ::
 
     SemanticCache.lookup(prompt, scope)
-        exact tier   normalised prompt -> sha256 -> one get() on the alias     -> hit
+        exact tier   normalised prompt -> blake2b -> one get() on the alias    -> hit
         vector tier  embed (MiniLM) -> FAISS cosine search in the scope's index
                      -> get_many() the candidates -> similarity >= threshold  -> hit
         miss         the caller asks the LLM, then store(prompt, answer, scope)

@@ -10,6 +10,8 @@ import threading
 import weakref
 from typing import Any, Protocol
 
+from .. import operations
+
 
 class Counted(Protocol):
     """What the registry needs of a SemanticCache (no import of cache.py: no cycle)."""
@@ -61,3 +63,8 @@ def stats_for_alias(alias: str) -> dict[str, Any] | None:
         "namespaces": sorted({c.namespace for c in semantic_caches(alias)}),
         "caches": len(parts),
     }
+
+
+# ``manage.py cache stats``, its JSON and the admin's alias page show these figures under
+# ``features["semantic"]`` (for the SemanticCache objects of the process that asks).
+operations.add_stats_source("semantic", stats_for_alias)
