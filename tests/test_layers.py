@@ -50,6 +50,7 @@ PLACES: list[tuple[str, tuple[int, int, str]]] = [
             "wrappers",
             "compute",
             "decorators",
+            "pages",
             "request_cache",
             "invalidation",
             "lookups",
