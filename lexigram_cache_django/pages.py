@@ -101,16 +101,6 @@ class _PageCache:
         self.tags = tags
         #: The header list last read per header key (plain dict operations: thread-safe).
         self.headers: dict[str, list[str]] = {}
-        self._lexigram: bool | None = None
-
-    @property
-    def lexigram(self) -> bool:
-        """Whether the alias is ours (entries with metadata: the one-read hit)."""
-        if self._lexigram is None:
-            from django.core.cache import caches
-
-            self._lexigram = isinstance(caches[self.alias], LexigramCache)
-        return self._lexigram
 
     def cache(self) -> BaseCache:
         return get_cache(self.alias, tagged=self.tags is not None, what="cache_page")
@@ -135,7 +125,7 @@ class _PageCache:
         headerlist = cache.get(header_key)
         if headerlist is None:
             return learn_cache_key(request, HttpResponse(), self.timeout, self.key_prefix, cache)
-        if isinstance(headerlist, list) and self.lexigram:
+        if isinstance(headerlist, list) and isinstance(cache, LexigramCache):
             if len(self.headers) >= MEMO_SIZE:
                 self.headers.clear()
             self.headers[header_key] = headerlist
@@ -146,7 +136,7 @@ class _PageCache:
     ) -> tuple[str, str, list[str]] | None:
         """The made keys of the page and of its header list, if a one-read hit is worth
         trying (a GET of a URL whose header list this process has read before)."""
-        if request.method != "GET" or not self.lexigram or self.swr is not None:
+        if request.method != "GET" or self.swr is not None or not isinstance(cache, LexigramCache):
             return None
         header_key = _generate_cache_header_key(self.key_prefix, request)
         headerlist = self.headers.get(header_key)
