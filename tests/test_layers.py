@@ -54,6 +54,7 @@ PLACES: list[tuple[str, tuple[int, int, str]]] = [
             "request_cache",
             "invalidation",
             "lookups",
+            "lookup_checks",
             "querysets",
             "model_options",
             "write_through",
