@@ -315,50 +315,6 @@ class RemoteEntries(LexigramCache):
             records.update(await self._arecords(missing))
         return self._settle(entry, records, count)  # type: ignore[no-any-return]
 
-    def get_entry_pair(self, key: str, other: str) -> tuple[Entry | None, Entry | None]:
-        """Two entries (made keys) and ``key``'s hinted tag records in one read: a page
-        and its learned header list (``cache_page``'s one-round-trip hit). A tag record
-        the hint did not cover (a first read, changed tags) costs one more read."""
-        try:
-            hint = self._tag_hints.get(key)
-            data, side, *versions = self._client.get_many((key, other, *hint), bool(hint))
-            pair, records, missing = self._pair(key, other, data, side, hint, versions)
-            if missing:
-                records.update(self._records(missing))
-        except CacheServerError as exc:
-            return self._failed("get", exc, (None, None))
-        return self._settle(pair[0], records, True), self._settle(pair[1], records, True)
-
-    async def aget_entry_pair(self, key: str, other: str) -> tuple[Entry | None, Entry | None]:
-        try:
-            hint = self._tag_hints.get(key)
-            data, side, *versions = await self._client.aget_many((key, other, *hint), bool(hint))
-            pair, records, missing = self._pair(key, other, data, side, hint, versions)
-            if missing:
-                records.update(await self._arecords(missing))
-        except CacheServerError as exc:
-            return self._failed("get", exc, (None, None))
-        return self._settle(pair[0], records, True), self._settle(pair[1], records, True)
-
-    def _pair(
-        self,
-        key: str,
-        other: str,
-        data: bytes | None,
-        side: bytes | None,
-        hint: tuple[str, ...],
-        versions: Sequence[bytes | None],
-    ) -> tuple[tuple[Entry | None, Entry | None], dict[str, int | None], list[str]]:
-        """The two live entries, the tag records read with them, the records still needed."""
-        records: dict[str, int | None] = dict(zip(hint, map(record_version, versions)))
-        entry, second = self._live(key, data), self._live(other, side)
-        missing = self._tags_to_fetch(key, entry, hint, records)
-        if second is not None and second[1] is not None and second[1].tags:
-            missing += [
-                k for k in tag_keys_of((second[1],)) if k not in records and k not in missing
-            ]
-        return (entry, second), records, missing
-
     def _records(self, tag_keys: Sequence[str]) -> dict[str, int | None]:
         replies = self._client.get_many(tag_keys, primary=True)
         return dict(zip(tag_keys, map(record_version, replies)))
