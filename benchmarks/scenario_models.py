@@ -16,6 +16,7 @@ server is unreachable. ``LEXIGRAM_BENCH_PG_*`` variables point it elsewhere.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import secrets
@@ -110,7 +111,7 @@ def _lookup_cases(ctx: Context) -> list[Case]:
     if os.environ.get("LEXIGRAM_BENCH_PROFILE"):
         for name, lookup in (("memory", memory), ("redis", redis)):
             ctx.log(f"profile of 300 get_many({BATCH}), {name}:")
-            _profile(ctx, lambda lookup=lookup: lookup.get_many(many()))
+            _profile(ctx, functools.partial(_many_of, lookup, many))
 
     def one_entry() -> Any:
         batch = many()
@@ -208,6 +209,10 @@ def _encryption_cases(ctx: Context, redis_url: str) -> list[Case]:
         )
     )
     return out
+
+
+def _many_of(lookup: Any, many: Callable[[], list[int]]) -> Any:
+    return lookup.get_many(many())
 
 
 def _profile(ctx: Context, op: Callable[[], Any]) -> None:

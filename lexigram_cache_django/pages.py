@@ -22,9 +22,8 @@ from django.core.cache.backends.base import BaseCache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
+from django.utils import cache as django_cache
 from django.utils.cache import (
-    _generate_cache_header_key,
-    _generate_cache_key,
     get_cache_key,
     get_max_age,
     has_vary_header,
@@ -44,6 +43,10 @@ from .revalidate import Policy, value_of
 from .revalidate import policy as swr_policy
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Django's own key makers (private; the same in 5.2 to 6.1): the keys must be Django's,
+#: since ``learn_cache_key`` writes them.
+_header_key: Callable[[str, HttpRequest], str] = django_cache._generate_cache_header_key  # type: ignore[attr-defined]
+_page_key: Callable[[HttpRequest, str, list[str], str], str] = django_cache._generate_cache_key  # type: ignore[attr-defined]
 #: Header lists remembered per ``@cache_page`` (URLs; the memo is emptied when full).
 MEMO_SIZE = 4096
 #: A fast-path hit is served only while XFetch's chance of refreshing it is below
@@ -121,7 +124,7 @@ class _PageCache:
         the rendered page does vary, storing is skipped and the key relearned.
         """
         method = request.method or "GET"
-        header_key = _generate_cache_header_key(self.key_prefix, request)
+        header_key = _header_key(self.key_prefix, request)
         headerlist = cache.get(header_key)
         if headerlist is None:
             return learn_cache_key(request, HttpResponse(), self.timeout, self.key_prefix, cache)
@@ -129,7 +132,7 @@ class _PageCache:
             if len(self.headers) >= MEMO_SIZE:
                 self.headers.clear()
             self.headers[header_key] = headerlist
-        return _generate_cache_key(request, method, headerlist, self.key_prefix)
+        return _page_key(request, method, headerlist, self.key_prefix)
 
     def fast_keys(
         self, cache: BaseCache, request: HttpRequest
@@ -138,11 +141,11 @@ class _PageCache:
         trying (a GET of a URL whose header list this process has read before)."""
         if request.method != "GET" or self.swr is not None or not isinstance(cache, LexigramCache):
             return None
-        header_key = _generate_cache_header_key(self.key_prefix, request)
+        header_key = _header_key(self.key_prefix, request)
         headerlist = self.headers.get(header_key)
         if headerlist is None:
             return None
-        key = _generate_cache_key(request, "GET", headerlist, self.key_prefix)
+        key = _page_key(request, "GET", headerlist, self.key_prefix)
         made = cache.make_and_validate_key
         return made(key), made(header_key), headerlist
 

@@ -264,7 +264,8 @@ def test_a_page_hit_on_redis_is_one_mget(
 def test_one_read_hits_still_check_tags(
     client: Client, request: pytest.FixtureRequest, backend: str
 ) -> None:
-    cache = request.getfixturevalue("redis_default") if backend == "redis" else caches["default"]
+    redis = backend == "redis"
+    cache: Any = request.getfixturevalue("redis_default") if redis else caches["default"]
     for _ in range(3):
         client.get("/t/plain/")
     cache.invalidate_tags("plain")
@@ -283,7 +284,7 @@ def test_one_read_hits_follow_a_changed_header_list(
     assert [get("b") for _ in range(3)] == [b"b render 1"] * 3
     # Another process learns that the URL no longer varies: our remembered list is stale.
     from django.test import RequestFactory
-    from django.utils.cache import _generate_cache_header_key
+    from django.utils.cache import _generate_cache_header_key  # type: ignore[attr-defined]
 
     header_key = _generate_cache_header_key("lexigram", RequestFactory().get("/t/vary/"))
     redis_default.set(header_key, [], 60)
@@ -303,12 +304,14 @@ async def test_async_one_read_hits_check_tags(redis_default: LexigramCache) -> N
 def test_one_read_hits_near_expiry_are_left_to_xfetch() -> None:
     import time as clock
 
+    from django.http import HttpResponse
+
     from lexigram_cache_django.codec import EntryMeta
     from lexigram_cache_django.pages import _freeze, _PageCache
 
     page = _PageCache(60, "default", "", None, None)
-    stored = _freeze(views.HttpResponse("x"))
-    listed = ([], None)
+    stored = _freeze(HttpResponse("x"))
+    listed: Any = ([], None)
     far = EntryMeta(delta=0.01, expires=clock.time() + 50)
     near = EntryMeta(delta=0.5, expires=clock.time() + 5)
     default = caches["default"]

@@ -44,7 +44,7 @@ def remaining_many(tiered: Any, entries: Mapping[str, Entry]) -> dict[str, float
     ttls, unknown = _known(tiered, entries)
     if not unknown:
         return ttls
-    client = getattr(tiered._l2, "_client", None)
+    client: Any = getattr(tiered._l2, "_client", None)
     if not callable(getattr(client, "send_pipeline", None)):
         ttls.update(dict.fromkeys(unknown, tiered.l1_timeout))
         return ttls
@@ -60,7 +60,7 @@ async def aremaining_many(tiered: Any, entries: Mapping[str, Entry]) -> dict[str
     ttls, unknown = _known(tiered, entries)
     if not unknown:
         return ttls
-    client = getattr(tiered._l2, "_client", None)
+    client: Any = getattr(tiered._l2, "_client", None)
     if not callable(getattr(client, "asend_pipeline", None)):
         ttls.update(dict.fromkeys(unknown, tiered.l1_timeout))
         return ttls
