@@ -168,6 +168,37 @@ def test_get_many_is_one_round_trip_and_one_query_for_the_misses(
             lookup(db, alias).get(pk=999_999)
 
 
+def test_a_batch_hit_on_redis_is_one_mget_with_its_tag_checks(
+    db: str, request: pytest.FixtureRequest, settings: Settings
+) -> None:
+    import redis
+
+    server = request.getfixturevalue("redis_server")
+    settings.CACHES = {
+        **settings.CACHES,
+        "redis": {
+            "BACKEND": "lexigram_cache_django.backends.redis.RedisCache",
+            "LOCATION": server.url,
+            "KEY_PREFIX": f"t{uuid.uuid4().hex[:12]}",
+        },
+    }
+    _, pets = make_pets(db, 5)
+    pks = [p.pk for p in pets]
+    lookup(db, "redis").get_many(pks)  # loaded and stored
+    lookup(db, "redis").get_many(pks)  # read: the entries' tags are learned
+    Pet.objects.using(db).filter(pk=pks[0]).update(name="Rexy")  # one row tag moves on
+    client = redis.Redis.from_url(server.url)
+    before = client.info("commandstats")
+    found = lookup(db, "redis").get_many(pks[1:])
+    after = client.info("commandstats")
+
+    assert [p.name for p in found.values()] == ["pet1", "pet2", "pet3", "pet4"]
+    calls = {k: after[k]["calls"] - before.get(k, {"calls": 0})["calls"] for k in after}
+    # The entries and their row tag records in one read; nothing else (INFO is ours).
+    assert {k: n for k, n in calls.items() if n and k != "cmdstat_info"} == {"cmdstat_mget": 1}
+    assert lookup(db, "redis").get(pk=pks[0]).name == "Rexy"
+
+
 def test_missing_rows_and_unique_fields(db: str, alias: str, queries: Queries) -> None:
     owners = Owner.objects.using(db)
     with pytest.raises(Owner.DoesNotExist):
