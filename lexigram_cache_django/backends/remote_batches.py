@@ -86,7 +86,7 @@ class EntryBatches(RemoteEntries):
                 records.update(self._records(missing))
         except CacheServerError as exc:
             return self._failed("get", exc, (None, None))
-        return self._settle(pair[0], records, True), self._settle(pair[1], records, True)
+        return self._checked_pair(key, other, pair, records)
 
     async def aget_entry_pair(self, key: str, other: str) -> tuple[Entry | None, Entry | None]:
         try:
@@ -97,7 +97,26 @@ class EntryBatches(RemoteEntries):
                 records.update(await self._arecords(missing))
         except CacheServerError as exc:
             return self._failed("get", exc, (None, None))
-        return self._settle(pair[0], records, True), self._settle(pair[1], records, True)
+        return self._checked_pair(key, other, pair, records)
+
+    def _checked_pair(
+        self,
+        key: str,
+        other: str,
+        pair: tuple[Entry | None, Entry | None],
+        records: dict[str, int | None],
+    ) -> tuple[Entry | None, Entry | None]:
+        """Drop what its tags made stale; count both reads as one batch of two."""
+        checked = []
+        for entry in pair:
+            meta = None if entry is None else entry[1]
+            if meta is not None and meta.tags and is_stale(meta.tags, records):
+                self._stats.stale_by_tag += 1
+                entry = None
+            checked.append(entry)
+        first, second = checked
+        self.count_batch((key, other), (first is not None) + (second is not None))
+        return first, second
 
     def _pair(
         self,
