@@ -17,6 +17,8 @@ Why it is built this way (see ``docs/benchmarks.md`` for the long form):
 
 A scenario module (``benchmarks/scenario_<name>.py``) provides ``cases(ctx) -> Iterable[Case]``
 (or, for measurements that are not ops/s, ``run(ctx) -> list[Result]``); see ``__init__.py``.
+Settings, pinning and server processes are in :mod:`benchmarks.environment`, the text table
+in :mod:`benchmarks.report`; every name is re-exported here.
 """
 
 from __future__ import annotations
@@ -27,9 +29,7 @@ import gc
 import inspect
 import ipaddress
 import itertools
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,41 +38,52 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-#: A candidate operation: a zero-argument callable, either sync or returning an awaitable
-#: (``async def`` functions and ``lambda: cache.aget(k)`` both work).
-Op = Callable[[], Any]
+from benchmarks.environment import (
+    BASE_SETTINGS,
+    SERVER_MAX_LIFETIME_S,
+    Op,
+    _stop_process,
+    configure_django,
+    cycle_of,
+    cycling,
+    free_loopback_port,
+    pin_current_process,
+    pinned_argv,
+    start_pinned_process,
+    wait_for_port,
+)
+from benchmarks.report import format_table
 
-#: Minimal Django settings used for every scenario. Scenarios build their cache backends
-#: directly (``Context.make_cache``) so they never depend on ``settings.CACHES``. If a future
-#: scenario truly needs more (e.g. a database), extend this dict -- settings can only be
-#: configured once per process, before any scenario runs.
-BASE_SETTINGS: dict[str, Any] = {
-    "SECRET_KEY": "lexigram-benchmarks-not-a-secret",
-    "USE_TZ": True,
-    # The models scenario's app and models (its invalidation is connected at setup; the
-    # other scenarios never touch a model).
-    "INSTALLED_APPS": ["lexigram_cache_django", "example_project.petclinic"],
-    "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
-    "LOGGING_CONFIG": None,
-    # Django connects lazily: only the models scenario opens these. It creates (and drops)
-    # its own database on the server, never touching the one named here.
-    "DATABASES": {
-        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
-        "postgres": {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": os.environ.get("LEXIGRAM_BENCH_PG_NAME", "test"),
-            "HOST": os.environ.get("LEXIGRAM_BENCH_PG_HOST", "127.0.0.1"),
-            "PORT": os.environ.get("LEXIGRAM_BENCH_PG_PORT", "5432"),
-            "USER": os.environ.get("LEXIGRAM_BENCH_PG_USER", "postgres"),
-            "PASSWORD": os.environ.get("LEXIGRAM_BENCH_PG_PASSWORD", ""),
-            "TEST": {"NAME": f"lexigram_bench_{os.getpid()}"},
-        },
-    },
-    "LEXIGRAM_CACHE": {
-        "INVALIDATE_MODELS": ["petclinic.Owner", "petclinic.Pet", "petclinic.Vaccine"]
-    },
-    "DEFAULT_AUTO_FIELD": "django.db.models.BigAutoField",
-}
+#: Scenarios import these from here (environment and report names included).
+__all__ = [
+    "BASE_SETTINGS",
+    "DEFAULT_ROUNDS",
+    "DEFAULT_SAMPLE_MS",
+    "GOAL_OPS",
+    "MAX_BATCH",
+    "MAX_SERVERS_PER_SCENARIO",
+    "QUICK_ROUNDS",
+    "QUICK_SAMPLE_MS",
+    "SERVER_MAX_LIFETIME_S",
+    "Case",
+    "Context",
+    "Goal",
+    "Op",
+    "Result",
+    "SkipScenario",
+    "_stop_process",
+    "configure_django",
+    "cycle_of",
+    "cycling",
+    "format_table",
+    "free_loopback_port",
+    "paired_stats",
+    "pin_current_process",
+    "pinned_argv",
+    "quartiles",
+    "start_pinned_process",
+    "wait_for_port",
+]
 
 DEFAULT_ROUNDS = 41
 QUICK_ROUNDS = 9
@@ -82,130 +93,11 @@ QUICK_SAMPLE_MS = 5.0
 MAX_BATCH = 5_000_000
 #: Servers a single scenario may start (they are all stopped when the scenario ends).
 MAX_SERVERS_PER_SCENARIO = 4
-#: Hard lifetime of any server we start (enforced by coreutils ``timeout``), in seconds, so a
-#: crashed or SIGKILLed harness cannot leave servers behind for long.
-SERVER_MAX_LIFETIME_S = 900
 GOAL_OPS = (">=", "<=")
 
 
 class SkipScenario(Exception):
     """Raised by a scenario that cannot run here (missing module, server binary, ...)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Django and CPU pinning
-# --------------------------------------------------------------------------------------------
-
-
-def configure_django(**overrides: Any) -> None:
-    """Configure minimal Django settings once, so backends can be constructed without a project."""
-    import django
-    from django.conf import settings
-
-    if settings.configured:
-        return
-    settings.configure(**{**BASE_SETTINGS, **overrides})
-    django.setup()
-
-
-def pin_current_process(cpu: int | None = None) -> int:
-    """Pin every thread of this process to ``cpu`` (default: the last allowed CPU).
-
-    ``sched_setaffinity(0, ...)`` only affects the calling thread on Linux, so all existing
-    threads are pinned explicitly; threads created later inherit the affinity of their creator.
-    """
-    allowed = sorted(os.sched_getaffinity(0))
-    target = allowed[-1] if cpu is None else cpu
-    if target not in allowed:
-        raise ValueError(f"CPU {target} is not in this process's allowed set {allowed}")
-    try:
-        tids = [int(t) for t in os.listdir("/proc/self/task")]
-    except OSError:
-        tids = [0]
-    for tid in tids:
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(tid, {target})
-    return target
-
-
-def pinned_argv(argv: Sequence[str], cpu: int | None) -> list[str]:
-    """Prefix ``argv`` with ``taskset -c cpu`` (no-op when not pinning)."""
-    if cpu is None:
-        return list(argv)
-    taskset = shutil.which("taskset")
-    if taskset is None:
-        # A forked child inherits our affinity anyway; taskset just makes it explicit.
-        return list(argv)
-    return [taskset, "-c", str(cpu), *argv]
-
-
-def start_pinned_process(
-    argv: Sequence[str],
-    cpu: int | None,
-    *,
-    max_lifetime_s: float = SERVER_MAX_LIFETIME_S,
-    **popen_kwargs: Any,
-) -> subprocess.Popen[bytes]:
-    """Start ``argv`` pinned to ``cpu`` and killed by ``timeout`` after ``max_lifetime_s``."""
-    cmd = list(argv)
-    timeout_bin = shutil.which("timeout")
-    if timeout_bin is not None:
-        cmd = [timeout_bin, "-k", "5", f"{max_lifetime_s:g}", *cmd]
-    popen_kwargs.setdefault("stdout", subprocess.DEVNULL)
-    popen_kwargs.setdefault("stderr", subprocess.DEVNULL)
-    popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.Popen(pinned_argv(cmd, cpu), **popen_kwargs)
-
-
-def cycle_of(items: Sequence[Any]) -> Callable[[], Any]:
-    """An endless ``next()`` over ``items``: each op walks its own pool of keys."""
-    return itertools.cycle(items).__next__
-
-
-def cycling(method: str, items: Sequence[Any], *extra: Any) -> Callable[[Any], Op]:
-    """An op factory: ``target.<method>(next item, *extra)``, cycling through ``items``.
-
-    Applied to each candidate it makes a fresh closure with its own iterator and the
-    method bound once, so attribute lookup is not part of what is compared.
-    """
-
-    def factory(target: Any) -> Op:
-        call, nxt = getattr(target, method), cycle_of(items)
-        return lambda: call(nxt(), *extra)
-
-    return factory
-
-
-def free_loopback_port() -> int:
-    """Return a TCP port that is currently free on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
-    """Block until ``host:port`` accepts TCP connections, or raise ``TimeoutError``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError as exc:
-            if time.monotonic() > deadline:
-                msg = f"{host}:{port} not accepting connections after {timeout}s"
-                raise TimeoutError(msg) from exc
-            time.sleep(0.05)
-
-
-def _stop_process(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(grace_s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -551,65 +443,3 @@ class Context:
         for case in cases:
             out.extend(self.measure(case))
         return out
-
-
-# --------------------------------------------------------------------------------------------
-# Reporting
-# --------------------------------------------------------------------------------------------
-
-
-def _fmt_value(res: Result) -> str:
-    text = f"{res.median:,.0f}" if res.median >= 100 else f"{res.median:,.2f}"
-    return text if res.unit == "ops/s" else f"{text} {res.unit}"
-
-
-def _fmt_ratio(value: float) -> str:
-    return f"{value:.2f}x" if value < 100 else f"{value:.0f}x"
-
-
-def format_table(results: Sequence[Result]) -> str:
-    """Render results as an aligned text table, one block per op, baseline row first."""
-    if not results:
-        return "(no results)"
-    baselines = {r.baseline for r in results}
-    ratio_head = (
-        f"ratio vs {next(iter(baselines))} (median paired)"
-        if len(baselines) == 1
-        else "ratio vs baseline (median paired)"
-    )
-    units = {r.unit for r in results}
-    value_head = "median ops/s" if units == {"ops/s"} else "median"
-    rows: list[tuple[str, ...]] = [
-        ("op", "candidate", value_head, ratio_head, "IQR of ratios", "goal")
-    ]
-    last_op = None
-    for res in results:
-        op = res.op if res.op != last_op else ""
-        last_op = res.op
-        if res.is_baseline:
-            ratio, iqr = "1.00x (baseline)", ""
-        elif res.ratio is None:
-            ratio, iqr = "-", ""
-        else:
-            ratio = _fmt_ratio(res.ratio)
-            iqr = (
-                f"{_fmt_ratio(res.ratio_p25)}-{_fmt_ratio(res.ratio_p75)}"
-                if res.ratio_p25 is not None and res.ratio_p75 is not None
-                else ""
-            )
-        goal = ""
-        if res.goal is not None and res.verdict is not None:
-            goal = f"goal {res.goal}  {res.verdict}"
-            if res.borderline:
-                goal += " (borderline)"
-        rows.append((op, res.candidate, _fmt_value(res), ratio, iqr, goal))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    right = {2}  # numbers right-aligned
-    lines = []
-    for row in rows:
-        cells = [
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)

@@ -16,7 +16,9 @@ server is unreachable. ``LEXIGRAM_BENCH_PG_*`` variables point it elsewhere.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import os
 import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -106,6 +108,10 @@ def _lookup_cases(ctx: Context) -> list[Case]:
 
     for batch in batches:
         page(batch[0], batch)
+    if os.environ.get("LEXIGRAM_BENCH_PROFILE"):
+        for name, lookup in (("memory", memory), ("redis", redis)):
+            ctx.log(f"profile of 300 get_many({BATCH}), {name}:")
+            _profile(ctx, functools.partial(_many_of, lookup, many))
 
     def one_entry() -> Any:
         batch = many()
@@ -203,6 +209,25 @@ def _encryption_cases(ctx: Context, redis_url: str) -> list[Case]:
         )
     )
     return out
+
+
+def _many_of(lookup: Any, many: Callable[[], list[int]]) -> Any:
+    return lookup.get_many(many())
+
+
+def _profile(ctx: Context, op: Callable[[], Any]) -> None:
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(300):
+        op()
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
+    ctx.log(out.getvalue())
 
 
 def cases(ctx: Context) -> Iterable[Case]:

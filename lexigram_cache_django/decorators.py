@@ -10,27 +10,12 @@ work without tags and refuse ``tags=`` with ``ImproperlyConfigured``.
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast, overload
 
-from asgiref.sync import iscoroutinefunction, sync_to_async
-from django.conf import settings
+from asgiref.sync import iscoroutinefunction
 from django.core.cache import DEFAULT_CACHE_ALIAS
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
-from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse
-from django.http.response import HttpResponseBase
-from django.utils.cache import (
-    get_cache_key,
-    get_max_age,
-    has_vary_header,
-    learn_cache_key,
-    patch_cache_control,
-    patch_response_headers,
-    patch_vary_headers,
-)
-from django.utils.http import parse_http_date_safe
 
 from .compute import (
     NotStored,
@@ -40,263 +25,17 @@ from .compute import (
     get_or_compute,
     resolve_tags,
 )
-from .failfast import one_operation
 from .invalidation import ainvalidate_now, invalidate_on_commit
 from .keys import call_key
-from .refreshers import Refreshing, page_fetch, register_function
-from .revalidate import Policy, value_of
+from .pages import cache_page
+from .refreshers import Refreshing, register_function
+from .revalidate import Policy
 from .revalidate import policy as swr_policy
 from .wrappers import FunctionWrapper
 
+__all__ = ["CachedFunction", "cache_page", "cached", "invalidates"]
+
 F = TypeVar("F", bound=Callable[..., Any])
-# -- cache_page ------------------------------------------------------------------------
-
-#: Marks a stored page: (marker, status, headers, content). A tuple of plain values, so
-#: any serializer that handles bytes can store it, and every caller builds its own
-#: response object from it (waiters of a single flight never share one).
-_PAGE = "lexigram-page-1"
-
-
-def _freeze(response: HttpResponse) -> tuple[Any, ...]:
-    return (_PAGE, response.status_code, list(response.items()), response.content)
-
-
-def _thaw(page: Any) -> HttpResponse | None:
-    if not (isinstance(page, list | tuple) and len(page) == 4 and page[0] == _PAGE):
-        return None
-    _, status, headers, content = page
-    response = HttpResponse(content, status=status)
-    for name, value in headers:
-        response.headers[name] = value
-    # Django's CacheMiddleware: estimate the Age of the copy served from cache.
-    max_age = get_max_age(response)
-    expires = parse_http_date_safe(response.headers.get("Expires", ""))
-    if max_age is not None and expires is not None:
-        response.headers["Age"] = str(max(0, max_age - (expires - int(time.time()))))
-    return response
-
-
-class _Render:
-    """The response rendered by this request, if it rendered one (the flight's leader)."""
-
-    __slots__ = ("response",)
-
-    def __init__(self) -> None:
-        self.response: HttpResponseBase | None = None
-
-
-class _PageCache:
-    """What one ``@cache_page(...)`` needs per request."""
-
-    def __init__(
-        self, timeout: float, alias: str, key_prefix: str, tags: TagsArg, swr: Policy | None
-    ) -> None:
-        self.timeout = timeout
-        self.swr = swr
-        self.alias = alias
-        # Our entries are tuples, not the response objects Django's cache middleware
-        # stores; a prefix of our own keeps the two from reading each other's entries.
-        self.key_prefix = f"lexigram.{key_prefix}" if key_prefix else "lexigram"
-        self.tags = tags
-
-    def cache(self) -> BaseCache:
-        return get_cache(self.alias, tagged=self.tags is not None, what="cache_page")
-
-    def fetch(
-        self, cache: BaseCache, request: HttpRequest, key: str, render: Any, tags: Any
-    ) -> Any:
-        """The stored page: single flight, plus stale-while-revalidate if asked for."""
-        if self.swr is None:
-            return get_or_compute(cache, key, render, self.timeout, tags=tags)
-        return page_fetch(self.swr, self.alias, cache, request, key, render, tags)
-
-    def flight_key(self, cache: BaseCache, request: HttpRequest) -> str:
-        """The page's key under the Vary headers learned so far.
-
-        For a URL seen for the first time, Django has no header list yet; we learn "no
-        Vary" (what an empty response says) so that the first burst shares one key. If
-        the rendered page does vary, storing is skipped and the key relearned.
-        """
-        method = request.method or "GET"
-        key = get_cache_key(request, self.key_prefix, method, cache=cache)
-        if key is None:
-            key = learn_cache_key(request, HttpResponse(), self.timeout, self.key_prefix, cache)
-        return key
-
-    def get_head_from_get(self, cache: BaseCache, request: HttpRequest) -> str | None:
-        """A HEAD request may be answered by the cached GET page (as Django does)."""
-        if request.method != "HEAD":
-            return None
-        return get_cache_key(request, self.key_prefix, "GET", cache=cache)
-
-    def store(
-        self,
-        cache: BaseCache,
-        request: HttpRequest,
-        response: HttpResponseBase,
-        key: str,
-        state: _Render,
-    ) -> tuple[Any, ...]:
-        """Inside the single flight: the page to store, or raise ``NotStored``."""
-        state.response = response
-        if not isinstance(response, HttpResponse) or not self.cacheable(response):
-            raise NotStored(state, response)
-        cache_control = response.get("Cache-Control", "").lower()
-        patch_response_headers(response, int(self.timeout))
-        if self.swr is not None:  # RFC 5861: downstream caches may serve it stale too
-            patch_cache_control(response, stale_while_revalidate=int(self.swr.stale))
-        # As Django: a response to an authorized request varies on Authorization unless
-        # it says it is public (RFC 9111, section 3.5).
-        if request.headers.get("Authorization") and "public" not in cache_control:
-            patch_vary_headers(response, ("Authorization",))
-        learned = learn_cache_key(request, response, self.timeout, self.key_prefix, cache)
-        if learned != key:  # the page varies on headers we did not know: relearned now
-            raise NotStored(state, response, retry=True)
-        return _freeze(response)
-
-    @staticmethod
-    def cacheable(response: HttpResponse) -> bool:
-        """Django's rules, plus: a response that sets any cookie is never cached."""
-        if response.streaming or response.status_code != 200 or response.cookies:
-            return False
-        cache_control = response.get("Cache-Control", "").lower()
-        if any(word in cache_control for word in ("private", "no-cache", "no-store")):
-            return False
-        return not has_vary_header(response, "*")
-
-
-def _check_request(request: Any) -> None:
-    if not hasattr(request, "META"):
-        raise TypeError(
-            "cache_page didn't receive an HttpRequest. If you are decorating a method, "
-            "wrap the decorator in django.utils.decorators.method_decorator."
-        )
-
-
-def cache_page(
-    timeout: float | None,
-    *,
-    cache: str | None = None,
-    key_prefix: str | None = None,
-    tags: TagsArg = None,
-    stale_while_revalidate: float | None = None,
-    refresh: str | None = None,
-) -> Callable[[F], F]:
-    """Django's ``cache_page`` with tags and single flight, for sync and async views.
-
-    ``tags``: tags, or a callable of ``(request, *args, **kwargs)`` returning them, e.g.
-    ``tags=lambda request, pk: [(Pet, pk)]``. A burst of requests for a page that is not
-    cached renders the view once; the others get the same page. A response that must not
-    be cached (not 200, streaming, ``private``/``no-cache``/``no-store``, ``Vary: *``, any
-    cookie), or an exception the view raised, goes to its own requester only; requests
-    that waited for it render the view themselves. ``timeout`` wins over the response's
-    ``max-age``, as in Django; ``None`` means ``CACHE_MIDDLEWARE_SECONDS``.
-    ``stale_while_revalidate``/``refresh``: as for :func:`cached` (sync views only).
-    """
-    seconds = float(settings.CACHE_MIDDLEWARE_SECONDS if timeout is None else timeout)
-    swr = swr_policy(seconds, stale_while_revalidate, refresh)
-    page = _PageCache(seconds, cache or DEFAULT_CACHE_ALIAS, key_prefix or "", tags, swr)
-
-    def decorator(view: F) -> F:
-        if iscoroutinefunction(view):
-            if swr is not None:
-                raise ImproperlyConfigured("stale_while_revalidate needs a sync view")
-            return cast(F, _async_page_view(view, page))
-        return cast(F, _sync_page_view(view, page))
-
-    return decorator
-
-
-def _sync_page_view(view: Callable[..., Any], page: _PageCache) -> Callable[..., Any]:
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        _check_request(request)
-        if request.method not in ("GET", "HEAD") or page.timeout <= 0:
-            return cast(HttpResponseBase, view(request, *args, **kwargs))
-        with one_operation():  # a server that failed is not asked again for this page
-            cache = page.cache()
-            tags = resolve_tags(page.tags, request, *args, **kwargs)
-            head_key = page.get_head_from_get(cache, request)
-            if head_key is not None and (hit := _thaw(value_of(cache.get(head_key)))) is not None:
-                return hit
-            for attempt in (1, 2):
-                key = page.flight_key(cache, request)
-                state = _Render()
-
-                def render(key: str = key, state: _Render = state) -> tuple[Any, ...]:
-                    try:
-                        response = view(request, *args, **kwargs)
-                        if callable(getattr(response, "render", None)):
-                            response.render()  # TemplateResponse: the page is what is stored
-                    except Exception as exc:  # e.g. PermissionDenied: this request's alone
-                        raise NotStored(state, exc) from exc
-                    return page.store(cache, request, response, key, state)
-
-                try:
-                    stored = page.fetch(cache, request, key, render, tags)
-                except NotStored as skip:
-                    if skip.owner is state:
-                        return cast(HttpResponseBase, skip.own_result())
-                    if skip.retry and attempt == 1:
-                        continue
-                    return cast(HttpResponseBase, view(request, *args, **kwargs))
-                if state.response is not None:
-                    return state.response
-                response = _thaw(stored)
-                if response is not None:
-                    return response
-                cache.delete(key)  # not a page of ours: drop it and render
-            return cast(HttpResponseBase, view(request, *args, **kwargs))
-
-    return wrapper
-
-
-def _async_page_view(view: Callable[..., Any], page: _PageCache) -> Callable[..., Any]:
-    @functools.wraps(view)
-    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        _check_request(request)
-        if request.method not in ("GET", "HEAD") or page.timeout <= 0:
-            return cast(HttpResponseBase, await view(request, *args, **kwargs))
-        with one_operation():  # a server that failed is not asked again for this page
-            cache = page.cache()
-            tags = resolve_tags(page.tags, request, *args, **kwargs)
-            # The Vary header list is read and learned with the sync API, as Django's own
-            # cache_page does for async views; the page itself goes through the async API.
-            head_key = page.get_head_from_get(cache, request)
-            if head_key is not None and (hit := _thaw(await cache.aget(head_key))) is not None:
-                return hit
-            for attempt in (1, 2):
-                key = page.flight_key(cache, request)
-                state = _Render()
-
-                async def render(key: str = key, state: _Render = state) -> tuple[Any, ...]:
-                    try:
-                        response = await view(request, *args, **kwargs)
-                        if callable(getattr(response, "render", None)):
-                            await sync_to_async(response.render)()  # templates may query the DB
-                    except Exception as exc:
-                        raise NotStored(state, exc) from exc
-                    return page.store(cache, request, response, key, state)
-
-                try:
-                    stored = await aget_or_compute(cache, key, render, page.timeout, tags=tags)
-                except NotStored as skip:
-                    if skip.owner is state:
-                        return cast(HttpResponseBase, skip.own_result())
-                    if skip.retry and attempt == 1:
-                        continue
-                    return cast(HttpResponseBase, await view(request, *args, **kwargs))
-                if state.response is not None:
-                    return state.response
-                response = _thaw(stored)
-                if response is not None:
-                    return response
-                await cache.adelete(key)
-            return cast(HttpResponseBase, await view(request, *args, **kwargs))
-
-    return wrapper
-
-
 # -- cached ----------------------------------------------------------------------------
 
 

@@ -21,17 +21,13 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
-from django.conf import settings
-from django.core.cache import caches
+from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django.core.signals import setting_changed
-from django.db.models import Field, Manager, Model, QuerySet
+from django.db.models import Field, IntegerField, Manager, Model, QuerySet
 from django.db.models.base import ModelState
-from django.db.models.query import ModelIterable
 
-from .backends.base import LexigramCache
 from .exceptions import CacheConfigurationError
-from .invalidation import invalidation_aliases, is_registered
+from .lookup_checks import check_model, check_queryset, checked_cache, related_tags, shape
 from .model_options import entry_for
 from .querysets import InvalidatingQuerySet
 from .tags import TagLike, tag_names
@@ -74,17 +70,17 @@ class CachedLookup(Generic[M]):
         cache_missing: bool = True,
     ) -> None:
         model = queryset.model
-        _check_queryset(queryset)
-        _check_model(model)
+        check_queryset(queryset)
+        check_model(model)
         entry = entry_for(model)
         self.alias = cache or entry.cache
-        self.cache = _checked_cache(self.alias)
+        self.cache = checked_cache(self.alias)
         self.queryset = queryset
         self.model = model
         self.db = queryset.db
         self.timeout = entry.timeout if timeout is DEFAULT_TIMEOUT else timeout
         self.cache_missing = cache_missing
-        self._shape = _shape(queryset)
+        self._shape = shape(queryset)
         self._related = bool(queryset.query.select_related)
         self._attnames = tuple(f.attname for f in model._meta.concrete_fields)
         self._prefix = f"lexigram:row:{model._meta.label_lower}:{self.db}:{self._shape}"
@@ -109,6 +105,8 @@ class CachedLookup(Generic[M]):
         )
 
     def key(self, field: Field[Any, Any], value: Any) -> str:
+        if type(value) is int:  # the common pk: always a safe key (hot in get_many)
+            return f"{self._prefix}:{field.attname}={value}"
         text = str(value)
         if not _SAFE_VALUE.match(text):
             text = "h" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
@@ -119,6 +117,8 @@ class CachedLookup(Generic[M]):
         if isinstance(value, Model):
             value = value.pk
         target: Field[Any, Any] = getattr(field, "target_field", field)
+        if type(value) is int and isinstance(target, IntegerField):
+            return value  # what to_python returns for it, without the call
         return target.to_python(value)
 
     def row_tags(self, pk: Any) -> list[TagLike]:
@@ -133,14 +133,13 @@ class CachedLookup(Generic[M]):
             return tag_names(self.row_tags(value) if field.primary_key else [self.model])
         tags = self.row_tags(row.pk)
         if self._related:
-            tags += _related_tags(row)
+            tags += related_tags(row)
         return tag_names(tags)
 
     # -- lookups --------------------------------------------------------------------
 
-    def get(self, **kwargs: Any) -> M:
-        """One row by a unique field, like ``QuerySet.get``: one cache round trip on a hit,
-        ``DoesNotExist`` for a missing row (from the cache too, with ``cache_missing``)."""
+    def _one(self, kwargs: dict[str, Any]) -> tuple[Field[Any, Any], Any, str | None]:
+        """The field, normalized value and key of a ``get()`` (key None: no row can match)."""
         if len(kwargs) != 1:
             raise TypeError(
                 "cached().get() takes exactly one lookup, by primary key or a unique field"
@@ -148,49 +147,99 @@ class CachedLookup(Generic[M]):
         ((name, raw),) = kwargs.items()
         field = self.field(name)
         value = self.normalize(field, raw)
-        if value is None:  # no row has a NULL primary key or matches "= NULL"
-            row = None
-        else:
-            key = self.key(field, value)
-            row = self.cache.get(key)
-        if row is None and value is not None:
-            if field.primary_key and not self._related:  # tags known before reading
-                row = self._get_or_load(key, field, value, self.tags_of(None, field, value))
-            else:
-                row = self._probe_and_load(key, field, value)
+        # No row has a NULL primary key or matches "= NULL".
+        return field, value, None if value is None else self.key(field, value)
+
+    def _found(self, row: Any) -> M:
         if row is None or row == ABSENT:
             raise self.model.DoesNotExist(  # type: ignore[attr-defined]
                 f"{self.model._meta.object_name} matching query does not exist."
             )
         return self.restore(row)
 
+    def get(self, **kwargs: Any) -> M:
+        """One row by a unique field, like ``QuerySet.get``: one cache round trip on a hit,
+        ``DoesNotExist`` for a missing row (from the cache too, with ``cache_missing``)."""
+        field, value, key = self._one(kwargs)
+        row = None if key is None else self.cache.get(key)
+        if row is None and key is not None:
+            row = self._load_one(key, field, value)
+        return self._found(row)
+
+    async def aget(self, **kwargs: Any) -> M:
+        """Async ``get()``: a hit is one async cache read; a miss loads the row in a thread
+        (the ORM is sync), under the same single flight and tag rules as ``get()``."""
+        field, value, key = self._one(kwargs)
+        row = None if key is None else await self.cache.aget(key)
+        if row is None and key is not None:
+            row = await sync_to_async(self._load_one)(key, field, value)
+        return self._found(row)
+
+    def _load_one(self, key: str, field: Field[Any, Any], value: Any) -> Any:
+        if field.primary_key and not self._related:  # tags known before reading
+            return self._get_or_load(key, field, value, self.tags_of(None, field, value))
+        return self._probe_and_load(key, field, value)
+
     def get_many(self, id_list: Iterable[Any], field_name: str = "pk") -> dict[Any, M]:
         """Rows by pk (or a unique field), like ``in_bulk``: ``{value: row}`` without the
         missing ones. One cache round trip; misses loaded by one ``in_bulk`` per
         :data:`BATCH` misses."""
         field = self.field(field_name)
-        values = list(dict.fromkeys(self.normalize(field, v) for v in id_list))
-        values = [value for value in values if value is not None]
-        if not values:
+        keys = self._keys(field, id_list)
+        if not keys:
             return {}
-        keys = {value: self.key(field, value) for value in values}
         found = self.cache.get_many(list(keys.values()))
+        return self._settle_many(field, list(keys), keys, found)
+
+    def _keys(self, field: Field[Any, Any], id_list: Iterable[Any]) -> dict[Any, str]:
+        """``{normalized value: key}`` in the order asked, once each, without NULLs. One
+        loop, integers inline: this is most of a batch hit's per-row work."""
+        target = getattr(field, "target_field", field)
+        ints = isinstance(target, IntegerField)
+        prefix = f"{self._prefix}:{field.attname}="
+        keys: dict[Any, str] = {}
+        for raw in id_list:
+            value = raw if ints and type(raw) is int else self.normalize(field, raw)
+            if value is None or value in keys:
+                continue
+            keys[value] = f"{prefix}{value}" if type(value) is int else self.key(field, value)
+        return keys
+
+    async def aget_many(self, id_list: Iterable[Any], field_name: str = "pk") -> dict[Any, M]:
+        """Async ``get_many()``: one async cache read; misses, if any, are loaded in a
+        thread (one ``in_bulk`` per :data:`BATCH`, as ``get_many()``)."""
+        field = self.field(field_name)
+        keys = self._keys(field, id_list)
+        if not keys:
+            return {}
+        found = await self.cache.aget_many(list(keys.values()))
+        if len(found) == len(keys):
+            return self._settle_many(field, list(keys), keys, found)  # no query: no thread
+        return await sync_to_async(self._settle_many)(field, list(keys), keys, found)
+
+    def _settle_many(
+        self, field: Field[Any, Any], values: list[Any], keys: dict[Any, str], found: Any
+    ) -> dict[Any, M]:
+        """The hits restored, the misses loaded (one ``in_bulk`` per :data:`BATCH`)."""
         result: dict[Any, M] = {}
         missing: list[Any] = []
+        restore, get = self.restore, found.get
         for value, key in keys.items():
-            row = found.get(key)
+            row = get(key)
             if row is None:
                 missing.append(value)
             elif row != ABSENT:
-                result[value] = self.restore(row)
-        if missing:
-            for start in range(0, len(missing), BATCH):
-                chunk = missing[start : start + BATCH]
-                for value, row in _Batch(self, field, chunk, keys).run().items():
-                    result[value] = self.restore(row)
+                result[value] = restore(row)
+        if not missing:
+            return result
+        for start in range(0, len(missing), BATCH):
+            chunk = missing[start : start + BATCH]
+            for value, row in _Batch(self, field, chunk, keys).run().items():
+                result[value] = restore(row)
         return {value: result[value] for value in values if value in result}
 
     in_bulk = get_many
+    ain_bulk = aget_many
 
     # -- loading --------------------------------------------------------------------
 
@@ -221,12 +270,13 @@ class CachedLookup(Generic[M]):
         if not isinstance(stored, tuple):
             return stored  # type: ignore[no-any-return]
         names, values = stored
-        obj: M = self.model.__new__(self.model)
-        obj.__dict__.update(zip(names, values))
+        model = self.model
+        obj: M = model.__new__(model)
         state = ModelState()
-        state.adding = False
-        state.db = self.db
-        obj._state = state
+        state.__dict__.update(adding=False, db=self.db)
+        attrs = obj.__dict__
+        attrs.update(zip(names, values))
+        attrs["_state"] = state
         return obj
 
     def _get_or_load(
@@ -349,118 +399,6 @@ class _Batch(Generic[M]):
             return lookup.stored(row)
 
         return compute
-
-
-# -- checks ---------------------------------------------------------------------------------
-
-#: Aliases found fit for lookups (cleared when CACHES or LEXIGRAM_CACHE change): the check
-#: walks every alias, several times what a hit costs.
-_fit_aliases: set[str] = set()
-
-
-def _checked_cache(alias: str) -> LexigramCache:
-    """``caches[alias]``, if it is a lexigram backend that model changes invalidate."""
-    if alias not in _fit_aliases:
-        if alias not in settings.CACHES:
-            raise CacheConfigurationError(f"cached lookups: {alias!r} is not in CACHES")
-        if not isinstance(caches[alias], LexigramCache):
-            raise CacheConfigurationError(
-                f"cached lookups need a lexigram backend (tags); cache {alias!r} is "
-                f"a {type(caches[alias]).__name__}"
-            )
-        if alias not in invalidation_aliases():
-            raise CacheConfigurationError(
-                f"cache {alias!r} is not in LEXIGRAM_CACHE['INVALIDATE_CACHES']: model "
-                "changes would not invalidate the lookups cached there"
-            )
-        _fit_aliases.add(alias)
-    backend = caches[alias]
-    assert isinstance(backend, LexigramCache)
-    return backend
-
-
-def _settings_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("CACHES", "LEXIGRAM_CACHE"):
-        _fit_aliases.clear()
-
-
-setting_changed.connect(_settings_changed, dispatch_uid="lexigram-lookups-aliases")
-
-
-def _check_queryset(queryset: QuerySet[Any]) -> None:
-    query = queryset.query
-    problems = []
-    if query.where:
-        problems.append("filters (a manager whose get_queryset() filters counts)")
-    if query.is_sliced:
-        problems.append("a slice")
-    if query.annotations or query.extra:
-        problems.append("annotations or extra()")
-    if queryset._iterable_class is not ModelIterable:
-        problems.append("values()/values_list()")
-    if queryset._prefetch_related_lookups:  # type: ignore[attr-defined]
-        problems.append("prefetch_related() (related lists are not tagged per row)")
-    if query.select_for_update:
-        problems.append("select_for_update()")
-    if problems:
-        raise CacheConfigurationError(
-            f"cached() over a {queryset.model._meta.label} queryset with "
-            f"{', '.join(problems)}: entries are keyed by one field value, so only "
-            "using(), only()/defer() and select_related() are allowed"
-        )
-
-
-def _check_model(model: type[Model]) -> None:
-    for candidate in (model, *model._meta.get_parent_list()):
-        if not is_registered(candidate):
-            raise CacheConfigurationError(
-                f"cached lookups of {model._meta.label} need {candidate._meta.label} "
-                'registered for invalidation (LEXIGRAM_CACHE["INVALIDATE_MODELS"] or '
-                "register()): its changes are what keep the entries right"
-            )
-
-
-def _shape(queryset: QuerySet[Any]) -> str:
-    """What rows look like: the deferred fields and the ``select_related`` tree."""
-    names, defer = queryset.query.deferred_loading
-    related = queryset.query.select_related
-    if not names and not related:
-        return "full"
-    text = f"{'defer' if defer else 'only'}:{sorted(names)}:{_tree(related)}"
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _tree(related: Any) -> str:
-    if isinstance(related, dict):
-        return "{" + ",".join(f"{k}:{_tree(v)}" for k, v in sorted(related.items())) + "}"
-    return repr(related)
-
-
-def _related_tags(row: Model) -> list[TagLike]:
-    """Row tags of the rows ``select_related`` loaded into ``row``, recursively; the
-    model tag of a reverse one-to-one that was empty (creating one changes the answer)."""
-    tags: list[TagLike] = []
-    for name, obj in row._state.fields_cache.items():
-        if obj is None:
-            field = _field_named(type(row), name)
-            if field is not None and field.auto_created and not field.concrete:
-                related = field.related_model
-                _check_model(related)
-                tags.append(related)
-            continue
-        _check_model(type(obj))
-        tags += [(model, obj.pk) for model in (type(obj), *type(obj)._meta.get_parent_list())]
-        tags += _related_tags(obj)
-    return tags
-
-
-def _field_named(model: type[Model], name: str) -> Any:
-    for field in model._meta.get_fields():
-        cache_name = getattr(field, "cache_name", None) or getattr(field, "name", None)
-        accessor = getattr(field, "get_accessor_name", None)
-        if name in (cache_name, accessor() if callable(accessor) else None):
-            return field
-    return None
 
 
 # -- how to reach it ----------------------------------------------------------------------

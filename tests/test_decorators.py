@@ -219,6 +219,109 @@ def test_tags_on_a_django_cache_are_refused_clearly(client: Client, untagged_ali
         client.get("/t/untagged-with-tags/")
 
 
+# -- cache_page: a hit is one read ---------------------------------------------------------
+
+
+@pytest.fixture
+def redis_default(settings: Settings, redis_server: Any) -> LexigramCache:
+    """The default alias on our RedisCache (a fresh prefix), as a page cache."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {
+            "BACKEND": "lexigram_cache_django.backends.redis.RedisCache",
+            "LOCATION": redis_server.url,
+            "KEY_PREFIX": f"pages-{uuid.uuid4().hex}",
+        },
+    }
+    cache = caches["default"]
+    assert isinstance(cache, LexigramCache)
+    return cache
+
+
+def _commands(server: Any) -> dict[str, int]:
+    stats = server.info("commandstats")
+    return {name: int(stat["calls"]) for name, stat in stats.items()}
+
+
+def test_a_page_hit_on_redis_is_one_mget(
+    client: Client, redis_default: LexigramCache, redis_server: Any
+) -> None:
+    import redis
+
+    server = redis.Redis.from_url(redis_server.url)
+    for _ in range(3):  # rendered, then read by the full path (which learns the header list)
+        assert client.get("/t/plain/").content == b"plain render 1"
+    before = _commands(server)
+    assert client.get("/t/plain/").content == b"plain render 1"
+    after = _commands(server)
+
+    delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    delta.pop("cmdstat_info", None)
+    assert delta == {"cmdstat_mget": 1}
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_one_read_hits_still_check_tags(
+    client: Client, request: pytest.FixtureRequest, backend: str
+) -> None:
+    redis = backend == "redis"
+    cache: Any = request.getfixturevalue("redis_default") if redis else caches["default"]
+    for _ in range(3):
+        client.get("/t/plain/")
+    cache.invalidate_tags("plain")
+    assert [client.get("/t/plain/").content for _ in range(3)] == [b"plain render 2"] * 3
+    cache.clear()
+    assert client.get("/t/plain/").content == b"plain render 3"
+
+
+def test_one_read_hits_follow_a_changed_header_list(
+    client: Client, redis_default: LexigramCache
+) -> None:
+    def get(flavour: str) -> bytes:
+        return client.get("/t/vary/", headers={"X-Flavour": flavour}).content
+
+    assert [get("a") for _ in range(4)] == [b"a render 1"] + [b"a render 2"] * 3
+    assert [get("b") for _ in range(3)] == [b"b render 1"] * 3
+    # Another process learns that the URL no longer varies: our remembered list is stale.
+    from django.test import RequestFactory
+    from django.utils.cache import _generate_cache_header_key  # type: ignore[attr-defined]
+
+    header_key = _generate_cache_header_key("lexigram", RequestFactory().get("/t/vary/"))
+    redis_default.set(header_key, [], 60)
+    assert get("a") == b"a render 3"
+
+
+async def test_async_one_read_hits_check_tags(redis_default: LexigramCache) -> None:
+    client = AsyncClient()
+    first = [(await client.get("/t/async/slug/rex/")).content for _ in range(4)]
+    await redis_default.ainvalidate_tags("slug:rex")
+    second = [(await client.get("/t/async/slug/rex/")).content for _ in range(3)]
+
+    assert first == [b"async rex render 1"] * 4
+    assert second == [b"async rex render 2"] * 3
+
+
+def test_one_read_hits_near_expiry_are_left_to_xfetch() -> None:
+    import time as clock
+
+    from django.http import HttpResponse
+
+    from lexigram_cache_django.codec import EntryMeta
+    from lexigram_cache_django.pages import _freeze, _PageCache
+
+    page = _PageCache(60, "default", "", None, None)
+    stored = _freeze(HttpResponse("x"))
+    listed: Any = ([], None)
+    far = EntryMeta(delta=0.01, expires=clock.time() + 50)
+    near = EntryMeta(delta=0.5, expires=clock.time() + 5)
+    default = caches["default"]
+
+    assert page.fast_page(default, ((stored, far), listed), []) is not None
+    assert page.fast_page(default, ((stored, near), listed), []) is None
+    assert page.fast_page(default, ((stored, far), (["HTTP_X"], None)), []) is None
+    assert page.fast_page(default, (None, listed), []) is None
+
+
 # -- cache_page: single flight --------------------------------------------------------------
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Group
 from django.core.cache import caches
@@ -71,21 +72,26 @@ def db(request: pytest.FixtureRequest) -> str:
     return alias
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "memcached"])
 def alias(request: pytest.FixtureRequest, settings: Settings) -> str:
-    """A cache alias: the test settings' memory cache, or one on this session's Redis."""
+    """A cache alias: the test settings' memory cache, or one on this session's Redis or
+    memcached."""
     if request.param == "memory":
         return "default"
-    server = request.getfixturevalue("redis_server")
+    if request.param == "redis":
+        backend, location = "redis.RedisCache", request.getfixturevalue("redis_server").url
+    else:
+        backend = "memcached.MemcachedCache"
+        location = request.getfixturevalue("memcached_server").address
     settings.CACHES = {
         **settings.CACHES,
-        "redis": {
-            "BACKEND": "lexigram_cache_django.backends.redis.RedisCache",
-            "LOCATION": server.url,
+        request.param: {
+            "BACKEND": f"lexigram_cache_django.backends.{backend}",
+            "LOCATION": location,
             "KEY_PREFIX": f"t{uuid.uuid4().hex[:12]}",
         },
     }
-    return "redis"
+    return str(request.param)
 
 
 @pytest.fixture
@@ -162,6 +168,37 @@ def test_get_many_is_one_round_trip_and_one_query_for_the_misses(
             lookup(db, alias).get(pk=999_999)
 
 
+def test_a_batch_hit_on_redis_is_one_mget_with_its_tag_checks(
+    db: str, request: pytest.FixtureRequest, settings: Settings
+) -> None:
+    import redis
+
+    server = request.getfixturevalue("redis_server")
+    settings.CACHES = {
+        **settings.CACHES,
+        "redis": {
+            "BACKEND": "lexigram_cache_django.backends.redis.RedisCache",
+            "LOCATION": server.url,
+            "KEY_PREFIX": f"t{uuid.uuid4().hex[:12]}",
+        },
+    }
+    _, pets = make_pets(db, 5)
+    pks = [p.pk for p in pets]
+    lookup(db, "redis").get_many(pks)  # loaded and stored
+    lookup(db, "redis").get_many(pks)  # read: the entries' tags are learned
+    Pet.objects.using(db).filter(pk=pks[0]).update(name="Rexy")  # one row tag moves on
+    client = redis.Redis.from_url(server.url)
+    before = client.info("commandstats")
+    found = lookup(db, "redis").get_many(pks[1:])
+    after = client.info("commandstats")
+
+    assert [p.name for p in found.values()] == ["pet1", "pet2", "pet3", "pet4"]
+    calls = {k: after[k]["calls"] - before.get(k, {"calls": 0})["calls"] for k in after}
+    # The entries and their row tag records in one read; nothing else (INFO is ours).
+    assert {k: n for k, n in calls.items() if n and k != "cmdstat_info"} == {"cmdstat_mget": 1}
+    assert lookup(db, "redis").get(pk=pks[0]).name == "Rexy"
+
+
 def test_missing_rows_and_unique_fields(db: str, alias: str, queries: Queries) -> None:
     owners = Owner.objects.using(db)
     with pytest.raises(Owner.DoesNotExist):
@@ -178,6 +215,70 @@ def test_missing_rows_and_unique_fields(db: str, alias: str, queries: Queries) -
     with pytest.raises(Owner.DoesNotExist):
         owners.cached(cache=alias, cache_missing=False).get(email="nobody@example.com")
     assert caches[alias].get_many([]) == {}  # nothing else to see: the miss was not stored
+
+
+# -- async lookups ---------------------------------------------------------------------------
+
+
+def _rename(db: str, pk: int, name: str) -> None:
+    pet = Pet.objects.using(db).get(pk=pk)
+    pet.name = name
+    pet.save(using=db)  # autocommit: the invalidation runs at once
+
+
+def _delete_behind_the_orms_back(db: str, pks: list[int]) -> None:
+    """Rows gone with no signal sent: what a lookup still returns came from the cache."""
+    table = connections[db].ops.quote_name(Pet._meta.db_table)
+    with connections[db].cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(pks))})", pks)
+
+
+@pytest.fixture
+async def thread_connections() -> AsyncIterator[None]:
+    """Close the connections the ORM opened in sync_to_async's thread (the test database
+    could not be dropped while they are open)."""
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+async def test_async_lookups_hit_the_cache_and_follow_commits(
+    db: str, alias: str, thread_connections: None
+) -> None:
+    _, pets = await sync_to_async(make_pets)(db, 3)
+    pks = [p.pk for p in pets]
+    cache = lookup(db, alias)
+    assert (await cache.aget(pk=pks[0])).name == "pet0"
+    found = await cache.aget_many([*pks, 999_999])
+    assert list(found) == pks and [p.name for p in found.values()] == ["pet0", "pet1", "pet2"]
+    assert (await cache.ain_bulk([str(pks[1])])) == {pks[1]: pets[1]}
+
+    await sync_to_async(_rename)(db, pks[0], "Rexy")
+    assert (await cache.aget(pk=pks[0])).name == "Rexy"
+    assert (await cache.aget_many(pks))[pks[0]].name == "Rexy"
+
+    await sync_to_async(_delete_behind_the_orms_back)(db, pks)
+    hits = await cache.aget_many([*pks, 999_999])
+    assert [p.name for p in hits.values()] == ["Rexy", "pet1", "pet2"]
+    got = await cache.aget(pk=pks[2])
+    assert got == pets[2] and got._state.db == db and not got._state.adding
+    with pytest.raises(Pet.DoesNotExist):
+        await cache.aget(pk=999_999)  # cached as missing
+    with pytest.raises(Pet.DoesNotExist):
+        await cache.aget(pk=None)
+
+
+async def test_async_lookups_by_a_unique_field(
+    db: str, alias: str, thread_connections: None
+) -> None:
+    owners = Owner.objects.using(db)
+    zed = await sync_to_async(owners.create)(name="Zed", email="zed@example.com", city="Oslo")
+    cache = owners.cached(cache=alias)
+    assert await cache.aget(email="zed@example.com") == zed
+    assert await cache.aget_many(["zed@example.com", "nobody@example.com"], "email") == {
+        "zed@example.com": zed
+    }
+    with pytest.raises(Owner.DoesNotExist):
+        await cache.aget(email="nobody@example.com")
 
 
 # -- changes make the next lookup fresh -------------------------------------------------------

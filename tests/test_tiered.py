@@ -301,3 +301,88 @@ def test_the_l2_key_prefix_comes_first(request: pytest.FixtureRequest) -> None:
     cache.set("k", "v")
     assert cache._l2raw.get_client().exists(cache._key("k", None)) == 1
     assert cache._key("k", None).startswith("site:")
+
+
+# -- batches fill L1; publishes go through L2's breaker --------------------------------------
+
+
+def test_get_many_fills_l1_from_one_l2_read(tiered: Any) -> None:
+    tiered.set_many({"a": 1, "b": 2}, 60)
+    tiered.set("c", 3, 60, tags=["tc"])
+    tiered._l1raw.clear()  # as if another process had written them
+    assert tiered.get_many(["a", "b", "c", "d"]) == {"a": 1, "b": 2, "c": 3}
+    stats = tiered.stats()
+    assert (stats["l2_hits"], stats["tier_misses"]) == (3, 1)
+    assert tiered.get_many(["a", "b", "c"]) == {"a": 1, "b": 2, "c": 3}
+    assert tiered.stats()["l1_hits"] == 3  # the copies were made
+    expires = tiered._l1raw._store.data[tiered._key("a", None)].expires
+    assert expires is not None and 0 < expires - time.time() <= tiered.l1_timeout
+    tiered.invalidate_tags("tc")  # a copied entry keeps its tags
+    assert tiered.get_many(["c"]) == {}
+
+
+def test_get_many_copies_live_no_longer_than_l2(tiered: Any) -> None:
+    """As single reads: entries that carry their expiry (get_or_set's), and on Redis plain
+    ones (one pipelined PTTL); memcached plain ones get L1_TIMEOUT."""
+    tiered.get_or_set("short", "v", 1)
+    if tiered.stats()["bus"] == "up":
+        tiered.set("plain", "v", 1)
+    tiered._l1raw.clear()
+    assert tiered.get_many(["short", "plain"]).get("short") == "v"
+    time.sleep(1.3)
+    assert tiered.get_many(["short", "plain"]) == {}
+
+
+def test_aget_many_fills_l1(tiered: Any) -> None:
+    async def run() -> None:
+        await tiered.aset_many({"a": 1, "b": 2}, 60)
+        tiered._l1raw.clear()
+        assert await tiered.aget_many(["a", "b"]) == {"a": 1, "b": 2}
+        assert await tiered.aget_many(["a", "b"]) == {"a": 1, "b": 2}
+
+    asyncio.run(run())
+    assert (tiered.stats()["l2_hits"], tiered.stats()["l1_hits"]) == (2, 2)
+
+
+def test_a_batch_fill_that_read_before_a_change_is_refused(tiered: Any) -> None:
+    """The fill-race guard of single reads, on batches: a change landing between the L2
+    read and the copy keeps the old value out of L1."""
+    tiered.set_many({"x": "old", "y": "old"}, 60)
+    tiered._l1raw.clear()
+    l2: Any = tiered._l2
+    read = l2.get_entry_many
+
+    def read_then_change(made: list[str]) -> Any:
+        entries = read(made)
+        tiered.set("x", "new", 60)  # another thread's write, after our read
+        tiered._l1raw.delete_many([tiered._key("x", None)])
+        return entries
+
+    l2.get_entry_many = read_then_change
+    try:
+        assert tiered.get_many(["x", "y"]) == {"x": "old", "y": "old"}
+    finally:
+        del l2.get_entry_many
+    assert tiered._l1raw.get(tiered._key("x", None)) is None  # refused
+    assert tiered._l1raw.get(tiered._key("y", None)) == "old"  # unchanged: kept
+    assert tiered.get("x") == "new"
+
+
+def test_bus_publishes_go_through_l2s_breaker(request: pytest.FixtureRequest) -> None:
+    cache: Any = build_backend(tiered_config("redis", request))
+    wait_bus(cache)
+    bus, breaker = cache._bus, cache._l2._client.breakers[0]
+    sent, errors = bus.sent, bus.publish_errors
+    cache.set("k", 1, 60)
+    assert bus.sent == sent + 1
+    breaker.trip()
+    try:
+        short = breaker.short_circuited
+        cache._publish(bus, "k", ["some-key"])
+        assert bus.sent == sent + 1 and bus.publish_errors == errors + 1
+        assert breaker.short_circuited == short + 1  # not sent: counted by the breaker
+        assert cache._l2.stats()["short_circuited"] >= 1
+    finally:
+        breaker.reset()
+    cache._publish(bus, "k", ["some-key"])
+    assert bus.sent == sent + 2

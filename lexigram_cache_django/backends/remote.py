@@ -26,12 +26,12 @@ from ..codec import EntryMeta
 from ..exceptions import CacheServerError
 from ..protocols import Entry
 from ..tags import UNKNOWN_TAG_VERSION, TagLike, new_version
-from .remote_entries import RemoteEntries
+from .remote_batches import EntryBatches
 
 __all__ = ["RemoteCache"]
 
 
-class RemoteCache(RemoteEntries):
+class RemoteCache(EntryBatches):
     """A cache on a server: Django's API, sync and async, over ``self._client``."""
 
     # -- get -------------------------------------------------------------------------

@@ -374,9 +374,15 @@ class RemoteEntries(LexigramCache):
     ) -> list[str]:
         """Learn the tagged entries' hints; the tag records they need not yet read."""
         learn = self._tag_hints.learn
-        for key, _, meta in tagged:
-            learn(key, tuple(name for name, _ in meta.tags))
-        return [k for k in tag_keys_of(meta for _, _, meta in tagged) if k not in records]
+        needed: dict[str, None] = {}
+        for key, _, meta in tagged:  # one loop: hot for batches of rows (one tag each)
+            tags = meta.tags
+            names = (tags[0][0],) if len(tags) == 1 else tuple(map(_first, tags))
+            learn(key, names)
+            for name in names:
+                if name not in records:
+                    needed[name] = None
+        return list(needed)
 
     def _drop_stale(
         self,

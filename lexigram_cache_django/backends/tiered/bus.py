@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 logger = logging.getLogger("lexigram_cache_django")
@@ -132,21 +132,45 @@ class Bus:
     def _payload(self, kind: str, names: Sequence[str]) -> str:
         return _SEP.join((self.origin, kind, *names))
 
-    def publish(self, kind: str, names: Sequence[str]) -> None:
+    def publish(
+        self, kind: str, names: Sequence[str], send: Callable[[str, str], bool] | None = None
+    ) -> None:
+        """Tell the other processes. ``send(channel, payload)``: the L2's own choke point
+        (breaker, fail policy), returning False when it failed open; without one, the
+        listener's client (kept for callers that have no L2 at hand)."""
         if self._client is None:
             return
+        payload = self._payload(kind, names)
+        if send is not None:
+            if send(self.channel, payload):
+                self.sent += 1
+            else:
+                self.publish_errors += 1
+            return
         try:
-            self._client().publish(self.channel, self._payload(kind, names))
+            self._client().publish(self.channel, payload)
             self.sent += 1
         except Exception as exc:  # the write itself already went through its own policy
             self.publish_errors += 1
             logger.warning("tiered bus: publish on %r failed: %s", self.channel, exc)
 
-    async def apublish(self, kind: str, names: Sequence[str]) -> None:
+    async def apublish(
+        self,
+        kind: str,
+        names: Sequence[str],
+        send: Callable[[str, str], Awaitable[bool]] | None = None,
+    ) -> None:
         if self._aclient is None:
             return
+        payload = self._payload(kind, names)
+        if send is not None:
+            if await send(self.channel, payload):
+                self.sent += 1
+            else:
+                self.publish_errors += 1
+            return
         try:
-            await self._aclient().publish(self.channel, self._payload(kind, names))
+            await self._aclient().publish(self.channel, payload)
             self.sent += 1
         except Exception as exc:
             self.publish_errors += 1

@@ -13,6 +13,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from ...signals import cache_hit, cache_miss
 from ...tags import TagLike
+from .batches import aremaining_many, remaining_many
 from .bus import CLEAR, KEYS, Bus
 from .core import _MISSING, TieredCore
 
@@ -65,29 +66,52 @@ class TieredCache(TieredCore):
         return await self._l2.ahas_key(key, version)
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        """L1 first, the rest in one L2 batch (L2 batch hits are not copied into L1: a
-        batch read does not learn lifetimes; single reads do)."""
+        """L1 first, the rest in one L2 read; its hits fill L1 (see :mod:`.batches`)."""
         keys = keys if isinstance(keys, list | tuple) else list(keys)
-        found = self._l1_many(keys, version)
-        rest = [k for k in keys if k not in found] if found else keys
-        from_l2 = self._l2.get_many(rest, version) if rest else {}
+        finals, bus = self._final_map(keys, version), self._serving()
+        found = self._l1_many(finals) if bus is not None else {}
+        rest = {f: k for f, k in finals.items() if k not in found} if found else finals
+        from_l2: dict[Any, Any] = {}
+        if rest:
+            read = getattr(self._l2, "get_entry_many", None)
+            if bus is None or read is None:
+                from_l2 = self._l2.get_many(list(rest.values()), version)
+            else:
+                start = bus.seq
+                entries = read(list(rest))
+                from_l2 = {rest[f]: entry[0] for f, entry in entries.items()}
+                ttls = remaining_many(self, entries)
+                for final, entry in entries.items():
+                    self._fill(bus, start, final, entry, ttls.get(final))
         self._count_many(keys, found, from_l2, version)
         found.update(from_l2)
         return found
 
     async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         keys = keys if isinstance(keys, list | tuple) else list(keys)
-        found = self._l1_many(keys, version)
-        rest = [k for k in keys if k not in found] if found else keys
-        from_l2 = await self._l2.aget_many(rest, version) if rest else {}
+        finals, bus = self._final_map(keys, version), self._serving()
+        found = self._l1_many(finals) if bus is not None else {}
+        rest = {f: k for f, k in finals.items() if k not in found} if found else finals
+        from_l2: dict[Any, Any] = {}
+        if rest:
+            read = getattr(self._l2, "aget_entry_many", None)
+            if bus is None or read is None:
+                from_l2 = await self._l2.aget_many(list(rest.values()), version)
+            else:
+                start = bus.seq
+                entries = await read(list(rest))
+                from_l2 = {rest[f]: entry[0] for f, entry in entries.items()}
+                ttls = await aremaining_many(self, entries)
+                for final, entry in entries.items():
+                    self._fill(bus, start, final, entry, ttls.get(final))
         self._count_many(keys, found, from_l2, version)
         found.update(from_l2)
         return found
 
-    def _l1_many(self, keys: Sequence[Any], version: int | None) -> dict[Any, Any]:
-        finals = dict(zip([self._key(k, version) for k in keys], keys))
-        if self._serving() is None:
-            return {}
+    def _final_map(self, keys: Sequence[Any], version: int | None) -> dict[str, Any]:
+        return dict(zip([self._key(k, version) for k in keys], keys))
+
+    def _l1_many(self, finals: Mapping[str, Any]) -> dict[Any, Any]:
         return {finals[f]: v for f, v in self._l1raw.get_many(list(finals)).items()}
 
     def _count_many(
@@ -120,7 +144,7 @@ class TieredCache(TieredCore):
         final, bus = self._key(key, version), self._bus
         start = bus.seq
         stored = bool(self._l2.set(key, value, timeout, version, tags=tags))
-        bus.publish(KEYS, (final,))
+        self._publish(bus, KEYS, (final,))
         self._changed(bus, (final,), start, {final: value} if stored else None, timeout, tags)
         return stored
 
@@ -136,7 +160,7 @@ class TieredCache(TieredCore):
         final, bus = self._key(key, version), self._bus
         start = bus.seq
         stored = bool(await self._l2.aset(key, value, timeout, version, tags=tags))
-        await bus.apublish(KEYS, (final,))
+        await self._apublish(bus, KEYS, (final,))
         self._changed(bus, (final,), start, {final: value} if stored else None, timeout, tags)
         return stored
 
@@ -153,7 +177,7 @@ class TieredCache(TieredCore):
         start = bus.seq
         added = self._l2.add(key, value, timeout, version, tags=tags)
         if added:
-            bus.publish(KEYS, (final,))
+            self._publish(bus, KEYS, (final,))
         self._changed(bus, (final,), start, {final: value} if added else None, timeout, tags)
         return added
 
@@ -170,7 +194,7 @@ class TieredCache(TieredCore):
         start = bus.seq
         added = await self._l2.aadd(key, value, timeout, version, tags=tags)
         if added:
-            await bus.apublish(KEYS, (final,))
+            await self._apublish(bus, KEYS, (final,))
         self._changed(bus, (final,), start, {final: value} if added else None, timeout, tags)
         return added
 
@@ -186,7 +210,7 @@ class TieredCache(TieredCore):
         start = bus.seq
         failed = self._l2.set_many(data, timeout, version, tags=tags)
         fills = self._fills(data, failed, version)
-        bus.publish(KEYS, list(fills))
+        self._publish(bus, KEYS, list(fills))
         self._changed(bus, list(fills), start, fills, timeout, tags)
         return failed
 
@@ -202,7 +226,7 @@ class TieredCache(TieredCore):
         start = bus.seq
         failed = await self._l2.aset_many(data, timeout, version, tags=tags)
         fills = self._fills(data, failed, version)
-        await bus.apublish(KEYS, list(fills))
+        await self._apublish(bus, KEYS, list(fills))
         self._changed(bus, list(fills), start, fills, timeout, tags)
         return failed
 
@@ -218,7 +242,7 @@ class TieredCache(TieredCore):
     async def adelete(self, key: Any, version: int | None = None) -> bool:
         final, bus = self._key(key, version), self._bus
         deleted = await self._l2.adelete(key, version)
-        await bus.apublish(KEYS, (final,))
+        await self._apublish(bus, KEYS, (final,))
         self._changed(bus, (final,), bus.seq)
         return deleted
 
@@ -231,13 +255,13 @@ class TieredCache(TieredCore):
         keys, bus = list(keys), self._bus
         await self._l2.adelete_many(keys, version)
         finals = [self._key(k, version) for k in keys]
-        await bus.apublish(KEYS, finals)
+        await self._apublish(bus, KEYS, finals)
         self._changed(bus, finals, bus.seq)
 
     def _drop_after(self, keys: Sequence[Any], version: int | None, result: Any) -> Any:
         """The L2 change is done: tell the other processes, drop our own copies."""
         finals, bus = [self._key(k, version) for k in keys], self._bus
-        bus.publish(KEYS, finals)
+        self._publish(bus, KEYS, finals)
         self._changed(bus, finals, bus.seq)
         return result
 
@@ -249,7 +273,7 @@ class TieredCache(TieredCore):
     ) -> bool:
         touched = await self._l2.atouch(key, timeout, version)
         final, bus = self._key(key, version), self._bus
-        await bus.apublish(KEYS, (final,))
+        await self._apublish(bus, KEYS, (final,))
         self._changed(bus, (final,), bus.seq)
         return touched
 
@@ -265,7 +289,7 @@ class TieredCache(TieredCore):
         try:
             return await self._l2.aincr(key, delta, version)
         finally:
-            await bus.apublish(KEYS, (final,))
+            await self._apublish(bus, KEYS, (final,))
             self._changed(bus, (final,), bus.seq)
 
     def decr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
@@ -287,21 +311,21 @@ class TieredCache(TieredCore):
         moved = await self._l2.aincr_version(key, delta, version)
         bus = self._bus
         finals = [self._key(key, version), self._key(key, moved)]
-        await bus.apublish(KEYS, finals)
+        await self._apublish(bus, KEYS, finals)
         self._changed(bus, finals, bus.seq)
         return moved
 
     def clear(self) -> None:
         self._l2.clear()
         bus = self._bus
-        bus.publish(CLEAR, ())
+        self._publish(bus, CLEAR, ())
         with bus.lock:
             bus.reset()
 
     async def aclear(self) -> None:
         await self._l2.aclear()
         bus = self._bus
-        await bus.apublish(CLEAR, ())
+        await self._apublish(bus, CLEAR, ())
         with bus.lock:
             bus.reset()
 

@@ -48,6 +48,7 @@ from ...tags import TagLike
 from ..base import LexigramCache
 from ..keymemo import MemoizedKeys
 from .bus import KEYS, TAGS, Bus, bus_for
+from .publish import ASend, Send, senders
 
 _MISSING = object()
 DEFAULT_L1_TIMEOUT = 30.0
@@ -234,6 +235,16 @@ class TieredCore(LexigramCache):
         bus.ensure_listening()
         return None
 
+    @cached_property
+    def _senders(self) -> tuple[Send | None, ASend | None]:
+        return senders(self._l2)
+
+    def _publish(self, bus: Bus, kind: str, names: Sequence[str]) -> None:
+        bus.publish(kind, names, self._senders[0])
+
+    async def _apublish(self, bus: Bus, kind: str, names: Sequence[str]) -> None:
+        await bus.apublish(kind, names, self._senders[1])
+
     # -- L1 lifetimes and fills ---------------------------------------------------------
 
     def _l1_ttl(self, ttl: float | None) -> float:
@@ -391,7 +402,7 @@ class TieredCore(LexigramCache):
         bus = self._bus
         start = bus.seq
         self._l2.set_entry(key, value, ttl, meta)
-        bus.publish(KEYS, (key,))
+        self._publish(bus, KEYS, (key,))
         self._after_entry(bus, key, start, value, ttl, meta)
 
     async def aset_entry(
@@ -400,7 +411,7 @@ class TieredCore(LexigramCache):
         bus = self._bus
         start = bus.seq
         await self._l2.aset_entry(key, value, ttl, meta)
-        await bus.apublish(KEYS, (key,))
+        await self._apublish(bus, KEYS, (key,))
         self._after_entry(bus, key, start, value, ttl, meta)
 
     def _after_entry(
@@ -426,12 +437,12 @@ class TieredCore(LexigramCache):
 
     def invalidate_tag_keys(self, keys: Sequence[str]) -> None:
         self._l2.invalidate_tag_keys(keys)
-        self._bus.publish(TAGS, keys)
+        self._publish(self._bus, TAGS, keys)
         self._tags_changed(keys)
 
     async def ainvalidate_tag_keys(self, keys: Sequence[str]) -> None:
         await self._l2.ainvalidate_tag_keys(keys)
-        await self._bus.apublish(TAGS, keys)
+        await self._apublish(self._bus, TAGS, keys)
         self._tags_changed(keys)
 
     def _tags_changed(self, keys: Sequence[str]) -> None:
