@@ -59,11 +59,19 @@ import redis.asyncio
 from redis.exceptions import ResponseError
 
 from ...circuit import CircuitBreaker
+from . import fake
 
 NO_CONNECTION = "No connection available."
 #: Seconds a connection may sit idle before it is polled on checkout (see the docstring).
 IDLE_CHECK_AFTER = 1.0
 _monotonic = time.monotonic
+
+
+def _redis_pool(pool_class: Any, url: str, asynchronous: bool, **options: Any) -> Any:
+    """redis-py's pool for ``url``; ``fakeredis://`` (users' unit tests) goes to fake.py."""
+    if fake.is_fake(url):
+        return fake.fake_pool(pool_class, url, asynchronous, **options)
+    return pool_class.from_url(url, **options)
 
 
 class _LostMidReply(redis.ConnectionError):
@@ -93,7 +101,7 @@ class SyncPool:
 
     def __init__(self, url: str, **options: Any) -> None:
         #: redis-py's pool for ``get_client()``, and where our connection settings come from.
-        self.redis_pool = redis.BlockingConnectionPool.from_url(url, **options)
+        self.redis_pool = _redis_pool(redis.BlockingConnectionPool, url, False, **options)
         self.connection_class: type[Any] = self.redis_pool.connection_class
         self.connection_kwargs: dict[str, Any] = self.redis_pool.connection_kwargs
         self.max_connections: int = self.redis_pool.max_connections
@@ -202,7 +210,7 @@ class AsyncPool:
     breaker: CircuitBreaker
 
     def __init__(self, url: str, *, timeout: float | None = None, **options: Any) -> None:
-        self.redis_pool = redis.asyncio.ConnectionPool.from_url(url, **options)
+        self.redis_pool = _redis_pool(redis.asyncio.ConnectionPool, url, True, **options)
         self.connection_class: type[Any] = self.redis_pool.connection_class
         self.connection_kwargs: dict[str, Any] = self.redis_pool.connection_kwargs
         self.max_connections: int = self.redis_pool.max_connections
