@@ -84,6 +84,9 @@ leg() {
     suite "$py" "$leg" "memory/base" --backend "$MEMORY" --flavor base
     suite "$py" "$leg" "memory/locmem" --backend "$MEMORY" --flavor locmem --skip-internals
     suite "$py" "$leg" "redis/redis" --backend "$REDIS" --flavor redis --skip-internals
+    # Users' server-less Redis (docs/testing.md): the same suite over fakeredis, no server.
+    suite "$py" "$leg" "redis(fakeredis)/redis" --backend "$REDIS" --flavor redis \
+        --skip-internals --location "fakeredis://django-suite/0"
     suite "$py" "$leg" "redis/base" --backend "$REDIS" --flavor base --server redis \
         --location "redis://127.0.0.1:{port}" --exclude-aliases cull,zero_cull \
         --incr-decr-error "${REDIS_INCR_ERROR:-lexigram_cache_django.exceptions.CacheIncrError}"
