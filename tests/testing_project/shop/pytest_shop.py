@@ -9,7 +9,7 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
-from lexigram_cache_django.invalidation import invalidate_now
+from lexigram_cache_django.invalidation import ainvalidate_now, invalidate_now
 from lexigram_cache_django.testing import (
     InvalidationLog,
     assert_invalidated,
@@ -37,6 +37,12 @@ def test_served_from_cache(client: Client, novel: Product) -> None:
         assert_served_from_cache(client.get("/products/"))
 
 
+def test_served_from_djangos_own_cache_middleware(client: Client) -> None:
+    assert_not_served_from_cache(client.get("/about/"))
+    assert_served_from_cache(client.get("/about/"))
+    assert_not_served_from_cache(client.post("/about/"))
+
+
 def test_invalidations_after_commit(
     invalidations: InvalidationLog,
     django_capture_on_commit_callbacks: Callable[..., Any],
@@ -61,6 +67,12 @@ def test_direct_invalidation_is_recorded_without_a_change(
     assert invalidations.changes_for("menu") == []
 
 
+async def test_async_invalidation_is_recorded(invalidations: InvalidationLog) -> None:
+    await ainvalidate_now(["menu", "prices"])
+    assert_invalidated("menu", "prices")
+    assert_not_invalidated("stock")
+
+
 def test_cache_hits(cache_hits: Callable[..., Any], client: Client, novel: Product) -> None:
     client.get("/products/")
     with cache_hits("default") as hits:
@@ -79,6 +91,11 @@ def test_the_caches_start_empty_one() -> None:
 def test_the_caches_start_empty_two() -> None:
     assert cache.get("left-over") is None
     cache.set("left-over", 2)
+
+
+def test_the_counters_start_at_zero() -> None:
+    assert cache.counters.snapshot()["sets"] == 0  # type: ignore[attr-defined]
+    cache.set("left-over", 3)
 
 
 def test_asserting_without_a_recording_says_how_to_start_one() -> None:

@@ -5,4 +5,5 @@ from shop import views
 urlpatterns = [
     path("products/", views.product_list),
     path("products/<int:pk>/", views.product_detail),
+    path("about/", views.about),
 ]
