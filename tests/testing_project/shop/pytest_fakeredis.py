@@ -11,6 +11,7 @@ from django.core.cache import caches
 from django.test import override_settings
 
 from lexigram_cache_django.backends.redis import RedisCache
+from lexigram_cache_django.backends.redis.connection import get_redis_connection
 from lexigram_cache_django.testing import fake_redis
 
 pytestmark = pytest.mark.usefixtures("lexigram_caches")
@@ -62,6 +63,15 @@ def test_data_structure_commands(cache: RedisCache) -> None:
     assert cache.smembers("s") == {"a", "b"}
     cache.zadd("z", {"low": 1.0, "high": 2.0})
     assert cache.zrange("z", 0, -1) == ["low", "high"]
+
+
+def test_the_raw_client_talks_to_the_same_fake_server(cache: RedisCache) -> None:
+    raw = get_redis_connection("default")
+    raw.set("raw", b"1")
+    assert raw.ping()
+    assert cache.get_client().get("raw") == b"1"
+    cache.set("made", 1)
+    assert raw.exists(cache.make_key("made")) == 1
 
 
 async def test_async_sees_what_sync_wrote(cache: RedisCache) -> None:
