@@ -34,7 +34,7 @@ E = "lexigram_cache.{}".format
 _CODEC_OPTIONS = frozenset({"SERIALIZER", "COMPRESSOR", "COMPRESS_MIN_BYTES", "COMPRESS_LEVEL"})
 _CODEC_OPTIONS |= {"PICKLE_VERSION", "SIGNING_KEY", "SIGNING_KEY_FALLBACKS", "ORJSON_OPTIONS"}
 _CODEC_OPTIONS |= {"ENCRYPTION_KEY", "ENCRYPTION_KEY_FALLBACKS"}
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "fakeredis")  # fakeredis: users' tests
 
 
 class _Report:

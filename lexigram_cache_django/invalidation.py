@@ -52,6 +52,28 @@ TAGS_METHOD = "cache_invalidation_tags"
 _CHUNK = 500
 
 
+@dataclass(frozen=True)
+class Change:
+    """What made tags stale: shown to :data:`observers` (e.g. ``lexigram_cache_django.testing``).
+
+    ``action``: ``created``, ``saved``, ``deleted``, ``m2m post_add`` (``post_remove``,
+    ``post_clear``), or a queryset path (``update``, ``bulk_update``, ``bulk_create``,
+    ``delete``); ``instance`` is None for the queryset paths.
+    """
+
+    action: str
+    model: type[Model]
+    instance: Model | None = None
+
+
+#: An observer gets the tags just invalidated and, for each change that asked for some of
+#: them, ``(its tags, the Change)``; a direct ``invalidate_now`` has no changes.
+Observer = Callable[[tuple[str, ...], tuple[tuple[tuple[str, ...], Change], ...]], None]
+#: Called after every invalidation, once the caches were told: the testing helpers'
+#: ``invalidations`` fixture appends here. Empty in production (then no change is kept).
+observers: list[Observer] = []
+
+
 # -- which caches ------------------------------------------------------------------------
 
 
@@ -94,7 +116,10 @@ def _tag_caches(aliases: Sequence[str] | None) -> list[tuple[str, LexigramCache]
 
 
 def invalidate_now(
-    tags: Iterable[TagLike] | TagLike | None, aliases: Sequence[str] | None = None
+    tags: Iterable[TagLike] | TagLike | None,
+    aliases: Sequence[str] | None = None,
+    *,
+    changes: Sequence[tuple[tuple[str, ...], Change]] = (),
 ) -> None:
     """Invalidate ``tags`` in ``aliases`` (default: :func:`invalidation_aliases`) now.
 
@@ -113,6 +138,7 @@ def invalidate_now(
             logger.error("invalidating %s in cache %r failed: %s", names, alias, exc)
             error = error or exc
     tags_invalidated(names)  # re-warm the warmers that fill these tags (rewarm=True)
+    _observed(names, changes)
     if error is not None:
         raise error
 
@@ -132,8 +158,14 @@ async def ainvalidate_now(
         except Exception as exc:
             logger.error("invalidating %s in cache %r failed: %s", names, alias, exc)
             error = error or exc
+    _observed(names, ())
     if error is not None:
         raise error
+
+
+def _observed(names: Sequence[str], changes: Sequence[tuple[tuple[str, ...], Change]]) -> None:
+    for observer in tuple(observers):
+        observer(tuple(names), tuple(changes))
 
 
 # -- after commit ------------------------------------------------------------------------
@@ -142,18 +174,19 @@ async def ainvalidate_now(
 class _Batch:
     """Tags collected during one transaction for one set of aliases."""
 
-    __slots__ = ("aliases", "flushed", "names")
+    __slots__ = ("aliases", "changes", "flushed", "names")
 
     def __init__(self, aliases: tuple[str, ...] | None) -> None:
         self.aliases = aliases
         self.names: set[str] = set()
+        self.changes: list[tuple[tuple[str, ...], Change]] = []  # kept only for observers
         self.flushed = False
 
     def flush(self) -> None:
         if self.flushed:
             return
         self.flushed = True
-        invalidate_now(sorted(self.names), self.aliases)
+        invalidate_now(sorted(self.names), self.aliases, changes=self.changes)
 
 
 class _Flush:
@@ -179,19 +212,22 @@ def invalidate_on_commit(
     *,
     using: str | None = None,
     aliases: Sequence[str] | None = None,
+    change: Change | None = None,
 ) -> None:
     """Invalidate ``tags`` when the current transaction on ``using`` commits.
 
     Outside a transaction (autocommit: the change is already committed) it runs at once;
-    if the transaction rolls back, nothing is invalidated.
+    if the transaction rolls back, nothing is invalidated. ``change``: what caused it,
+    for :data:`observers`.
     """
     names = tag_names(tags)  # resolved now: instances may change before the commit
     if not names:
         return
     key = None if aliases is None else tuple(aliases)
+    caused = [(tuple(names), change)] if change is not None and observers else []
     connection = connections[using or DEFAULT_DB_ALIAS]
     if not connection.in_atomic_block:
-        invalidate_now(names, key)
+        invalidate_now(names, key, changes=caused)
         return
     pending = getattr(connection, "run_on_commit", None)
     batch: _Batch | None = None
@@ -202,6 +238,7 @@ def invalidate_on_commit(
     if batch is None:
         batch = _Batch(key)
     batch.names.update(names)
+    batch.changes += caused
     connection.on_commit(_Flush(batch))
 
 
@@ -404,11 +441,13 @@ def _post_save(sender: type[Model], instance: Model, using: str, **kwargs: Any) 
     old = instance.__dict__.pop(_OLD_TAGS, None)
     if old:
         tags += old
-    invalidate_on_commit(tags, using=using)
+    action = "created" if kwargs.get("created") else "saved"
+    invalidate_on_commit(tags, using=using, change=Change(action, sender, instance))
 
 
 def _post_delete(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> None:
-    invalidate_on_commit(instance_tags(instance), using=using)
+    change = Change("deleted", sender, instance)
+    invalidate_on_commit(instance_tags(instance), using=using, change=change)
 
 
 def _m2m_changed(
@@ -441,7 +480,8 @@ def _m2m_changed(
         if has_extra_tags(model) and pks:
             for row in rows_of(model, using, pks):
                 tags += extra_tags(row)
-    invalidate_on_commit(tags, using=using)
+    change = Change(f"m2m {action}", type(instance), instance)
+    invalidate_on_commit(tags, using=using, change=change)
 
 
 def _related_pks(

@@ -59,6 +59,9 @@ Entry = tuple[Any, EntryMeta | None]
 #: any serializer that handles bytes can store it, and every caller builds its own
 #: response object from it (waiters of a single flight never share one).
 _PAGE = "lexigram-page-1"
+#: Set (True) on a response built from a stored page rather than rendered by this request:
+#: what ``lexigram_cache_django.testing.assert_served_from_cache`` reads.
+FROM_CACHE = "lexigram_from_cache"
 
 
 def _freeze(response: HttpResponse) -> tuple[Any, ...]:
@@ -70,6 +73,7 @@ def _thaw(page: Any) -> HttpResponse | None:
         return None
     _, status, headers, content = page
     response = HttpResponse(content, status=status)
+    setattr(response, FROM_CACHE, True)
     for name, value in headers:
         response.headers[name] = value
     # Django's CacheMiddleware: estimate the Age of the copy served from cache.

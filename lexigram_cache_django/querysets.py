@@ -14,7 +14,14 @@ from typing import Any, TypeVar
 from django.apps import apps
 from django.db.models import Model, QuerySet
 
-from .invalidation import extra_tags, has_extra_tags, instance_tags, invalidate_on_commit, rows_of
+from .invalidation import (
+    Change,
+    extra_tags,
+    has_extra_tags,
+    instance_tags,
+    invalidate_on_commit,
+    rows_of,
+)
 from .tags import TagLike
 
 M = TypeVar("M", bound=Model)
@@ -49,7 +56,7 @@ class InvalidatingQuerySet(QuerySet[M]):
         count = super().update(**kwargs)
         if extra:
             tags += [tag for row in rows_of(self.model, using, pks) for tag in extra_tags(row)]
-        invalidate_on_commit(tags, using=using)
+        invalidate_on_commit(tags, using=using, change=Change("update", self.model))
         return count
 
     update.alters_data = True  # type: ignore[attr-defined]
@@ -70,7 +77,7 @@ class InvalidatingQuerySet(QuerySet[M]):
             _in_bulk_update.reset(token)
         for obj in objs:
             tags += instance_tags(obj)
-        invalidate_on_commit(tags, using=using)
+        invalidate_on_commit(tags, using=using, change=Change("bulk_update", self.model))
         return count
 
     bulk_update.alters_data = True  # type: ignore[attr-defined]
@@ -81,7 +88,7 @@ class InvalidatingQuerySet(QuerySet[M]):
         for obj in created:
             if obj.pk is not None:  # backends that cannot return pks leave them unset
                 tags += instance_tags(obj)
-        invalidate_on_commit(tags, using=self.db)
+        invalidate_on_commit(tags, using=self.db, change=Change("bulk_create", self.model))
         return created
 
     bulk_create.alters_data = True  # type: ignore[attr-defined]
@@ -93,7 +100,7 @@ class InvalidatingQuerySet(QuerySet[M]):
         result = super().delete()
         tags: list[TagLike] = [self.model]
         tags += [apps.get_model(label) for label in result[1]]
-        invalidate_on_commit(tags, using=using)
+        invalidate_on_commit(tags, using=using, change=Change("delete", self.model))
         return result
 
     delete.alters_data = True  # type: ignore[attr-defined]

@@ -91,6 +91,9 @@ leg() {
         --skip-internals --server sentinel
     suite "$py" "$leg" "redis(cluster)/redis" --backend "$REDIS" --flavor redis \
         --skip-internals --server cluster
+    # Users' server-less Redis (docs/testing.md): the same suite over fakeredis, no server.
+    suite "$py" "$leg" "redis(fakeredis)/redis" --backend "$REDIS" --flavor redis \
+        --skip-internals --location "fakeredis://django-suite/0"
     suite "$py" "$leg" "redis/base" --backend "$REDIS" --flavor base --server redis \
         --location "redis://127.0.0.1:{port}" --exclude-aliases cull,zero_cull \
         --incr-decr-error "${REDIS_INCR_ERROR:-lexigram_cache_django.exceptions.CacheIncrError}"

@@ -1,8 +1,9 @@
 """End to end through the example project: its pages are cached until the admin changes them.
 
-Every page's footer holds its render time (microseconds), so byte-equal responses mean
-"served from the cache". The admin saves in a transaction, so these tests commit for
-real (``transaction=True``): the invalidation runs on commit, as in production.
+Written with lexigram_cache_django.testing, as a user's project would be: responses are
+checked with ``assert_served_from_cache`` and invalidations with the ``invalidations``
+fixture. The admin saves in a transaction, so these tests commit for real
+(``transaction=True``): the invalidation runs on commit, as in production.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
-from django.core.cache import caches
 from django.core.management import call_command
 from django.test import Client
 from pytest_django.fixtures import DjangoAssertNumQueries
@@ -18,6 +18,15 @@ from pytest_django.fixtures import DjangoAssertNumQueries
 from example_project.petclinic import views
 from example_project.petclinic.models import Owner, Pet, Vaccine
 from lexigram_cache_django.request_cache import request_cache
+from lexigram_cache_django.testing import (
+    InvalidationLog,
+    assert_invalidated,
+    assert_not_invalidated,
+    assert_not_served_from_cache,
+    assert_served_from_cache,
+    count_cache_hits,
+)
+from lexigram_cache_django.testing.pytest_plugin import invalidations  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,7 +59,10 @@ def change_pet(client: Client, pet: Pet, **changes: object) -> None:
     assert response.status_code == 302, response.content.decode()[:2000]
 
 
-def test_pages_are_cached_until_a_pet_is_edited_in_the_admin(admin: Client) -> None:
+def test_pages_are_cached_until_a_pet_is_edited_in_the_admin(
+    admin: Client,
+    invalidations: InvalidationLog,  # noqa: F811
+) -> None:
     pet = Pet.objects.select_related("owner").get(
         owner__email="alice.anders@example.com", name="Biscuit"
     )
@@ -64,16 +76,20 @@ def test_pages_are_cached_until_a_pet_is_edited_in_the_admin(admin: Client) -> N
         other.get_absolute_url(),
         other.owner.get_absolute_url(),
     ]
-    before = {url: content(admin, url) for url in urls}
-    assert all(content(admin, url) == before[url] for url in urls)  # cached
+    for url in urls:
+        content(admin, url)
+        assert_served_from_cache(admin.get(url))
 
     change_pet(admin, pet, name="Biscotti")
 
-    for url in urls[:3]:  # the pet, its owner (extra tag), the pet list (model tag)
+    # The pet, its owner (extra tag), the model (lists); not the other pet or owner.
+    assert_invalidated((Pet, pet.pk), (Owner, pet.owner_id), Pet)
+    assert_not_invalidated((Pet, other.pk), (Owner, other.owner_id))
+    for url in urls[:3]:
         assert b"Biscotti" in content(admin, url), url
-    assert content(admin, "/owners/") != before["/owners/"]  # tagged Pet: pet counts
-    assert content(admin, urls[4]) == before[urls[4]]  # another pet's page
-    assert content(admin, urls[5]) == before[urls[5]]  # another owner's page
+    assert_not_served_from_cache(admin.get("/owners/"))  # tagged Pet: pet counts
+    for url in urls[4:]:
+        assert_served_from_cache(admin.get(url))
 
 
 def test_moving_a_pet_to_another_owner_in_the_admin_updates_both_owners(
@@ -166,8 +182,7 @@ def test_the_counts_function_is_cached_and_memoized_per_request(
     Vaccine.objects.create(name="Leptospirosis")  # invalidates the Vaccine model tag
     assert views.clinic_counts()["vaccine_count"] == 7
 
-    cache = caches["default"]
-    cache.reset_stats()  # type: ignore[attr-defined]
-    with request_cache():  # what RequestCacheMiddleware opens for every request
+    # request_cache(): what RequestCacheMiddleware opens for every request.
+    with request_cache(), count_cache_hits("default") as hits:
         assert views.clinic_counts() == views.clinic_counts()
-    assert cache.stats()["hits"] == 1  # type: ignore[attr-defined]
+    assert hits["default"].hits == 1

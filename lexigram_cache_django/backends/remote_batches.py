@@ -71,7 +71,7 @@ class EntryBatches(RemoteEntries):
             if is_stale(meta.tags, records):
                 del entries[key]
                 self._stats.stale_by_tag += 1
-        self.count_batch(made, len(entries))
+        self.count_batch(made, len(entries), made, entries)  # signals carry made keys here
         return entries
 
     def get_entry_pair(self, key: str, other: str) -> tuple[Entry | None, Entry | None]:
@@ -115,7 +115,8 @@ class EntryBatches(RemoteEntries):
                 entry = None
             checked.append(entry)
         first, second = checked
-        self.count_batch((key, other), (first is not None) + (second is not None))
+        found = {k: e for k, e in ((key, first), (other, second)) if e is not None}
+        self.count_batch((key, other), len(found), (key, other), found)
         return first, second
 
     def _pair(

@@ -44,7 +44,7 @@ DEFAULT_CONNECT_TIMEOUT: float = conf.value({}, "CONNECT_TIMEOUT", "redis")
 DEFAULT_SOCKET_TIMEOUT: float = conf.value({}, "SOCKET_TIMEOUT", "redis")
 DEFAULT_MAX_CONNECTIONS: int = conf.value({}, "MAX_CONNECTIONS", "redis")
 
-_SCHEMES = ("redis", "rediss", "unix")
+_SCHEMES = ("redis", "rediss", "unix", "fakeredis")  # fakeredis: see fake.py
 #: No CLIENT SETINFO on connect: a round trip less per new connection, and a frozen server
 #: cannot hold a new connection for two extra reply timeouts (redis-py 8 names it
 #: driver_info; before, lib_name and lib_version).
@@ -80,7 +80,7 @@ def split_servers(location: Any) -> list[str]:
         if not sep or scheme.lower() not in _SCHEMES:
             raise CacheConfigurationError(
                 f"RedisCache LOCATION {mask_location(url)!r} is not a redis://, rediss:// "
-                "or unix:// URL"
+                "or unix:// URL (or fakeredis:// in tests)"
             )
     return servers
 

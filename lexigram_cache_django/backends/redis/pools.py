@@ -60,11 +60,19 @@ from redis.exceptions import ResponseError
 
 from ...circuit import CircuitBreaker
 from ...metrics import LatencyHistogram
+from . import fake
 
 NO_CONNECTION = "No connection available."
 #: Seconds a connection may sit idle before it is polled on checkout (see the docstring).
 IDLE_CHECK_AFTER = 1.0
 _monotonic = time.monotonic
+
+
+def _redis_pool(pool_class: Any, url: str, asynchronous: bool, **options: Any) -> Any:
+    """redis-py's pool for ``url``; ``fakeredis://`` (users' unit tests) goes to fake.py."""
+    if fake.is_fake(url):
+        return fake.fake_pool(pool_class, url, asynchronous, **options)
+    return pool_class.from_url(url, **options)
 
 
 class _LostMidReply(redis.ConnectionError):
@@ -99,7 +107,7 @@ class SyncPool:
         #: (given for Sentinel: a ``SentinelConnectionPool``, whose connections find the
         #: service's primary or a replica when they connect).
         if redis_pool is None:
-            redis_pool = redis.BlockingConnectionPool.from_url(url, **options)
+            redis_pool = _redis_pool(redis.BlockingConnectionPool, url, False, **options)
         self.redis_pool = redis_pool
         self.connection_class: type[Any] = self.redis_pool.connection_class
         self.connection_kwargs: dict[str, Any] = self.redis_pool.connection_kwargs
@@ -213,7 +221,7 @@ class AsyncPool:
         self, url: str, *, timeout: float | None = None, redis_pool: Any = None, **options: Any
     ) -> None:
         if redis_pool is None:
-            redis_pool = redis.asyncio.ConnectionPool.from_url(url, **options)
+            redis_pool = _redis_pool(redis.asyncio.ConnectionPool, url, True, **options)
         self.redis_pool = redis_pool
         self.connection_class: type[Any] = self.redis_pool.connection_class
         self.connection_kwargs: dict[str, Any] = self.redis_pool.connection_kwargs
