@@ -89,6 +89,18 @@ def test_scrape_after_known_traffic(aliased: LexigramCache) -> None:
         state = "lexigram_cache_circuit_state"
         assert value(series, state, alias="m", server=server, state="closed") == 1
         assert value(series, state, alias="m", server=server, state="open") == 0
+        # Command latency: a histogram per server; five more one-command reads add five
+        # (the site-wide metrics thread may flush in between: at most a command or two more).
+        latency = "lexigram_cache_command_duration_seconds"
+        before = value(series, latency + "_count", alias="m", server=server)
+        for _ in range(5):
+            aliased.get("b")
+        series = parse(generate_latest(registry).decode())
+        count = value(series, latency + "_count", alias="m", server=server)
+        assert 5 <= count - before <= 7
+        assert value(series, latency + "_bucket", alias="m", server=server, le="+Inf") == count
+        assert value(series, latency + "_bucket", alias="m", server=server, le="10.0") <= count
+        assert value(series, latency + "_sum", alias="m", server=server) > 0
 
 
 @pytest.fixture(params=["redis", "memcached"])
@@ -235,6 +247,16 @@ def test_multiprocess_mode(redis_server: Server, tmp_path: Path) -> None:
         assert value(series, ops, alias="shared", op="set", result="ok") == 3
         state = [k for k in series if k[0] == "lexigram_cache_circuit_state"]
         assert state and all("pid" not in dict(labels) for _, labels in state)
+        # Latency histograms add up across the processes too: at least one command per
+        # operation above (a set and 150 reads each, 11 more in the child), buckets cumulative.
+        latency = "lexigram_cache_command_duration_seconds"
+        (server,) = {
+            dict(labels)["server"] for name, labels in series if name == latency + "_count"
+        }
+        count = value(series, latency + "_count", alias="shared", server=server)
+        assert count >= 2 * 151 + 11
+        assert value(series, latency + "_bucket", alias="shared", server=server, le="+Inf") == count
+        assert value(series, latency + "_sum", alias="shared", server=server) > 0
     finally:
         staying.communicate(timeout=60)
     assert staying.returncode == 0

@@ -3,8 +3,9 @@
 :data:`FAMILIES` declares every family once (name, type, help, labels, how multiprocess
 mode aggregates it); :func:`samples` reads the values from each alias's counters and
 breakers; :class:`CacheCollector` turns them into prometheus-client families for a
-registry. A new family (the latency histograms of ``metrics.py``, when they land) is one
-:class:`Family` line plus its values in :func:`samples`.
+registry. A new family is one :class:`Family` line plus its values in :func:`samples`. The
+command latency histograms (``metrics.LatencyHistogram``, kept per server at each client's
+choke point) are one histogram family, :data:`LATENCY`, read by :func:`latency_samples`.
 
 Nothing here runs on a cache call: the collector reads the counters the backends keep
 anyway, when Prometheus scrapes.
@@ -17,14 +18,27 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import caches
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from ...backends.base import LexigramCache
 from ...circuit import CircuitBreaker
-from ...metrics import CacheStats
+from ...metrics import LATENCY_BOUNDS, CacheStats, LatencyHistogram, histograms
 
-__all__ = ["FAMILIES", "CacheCollector", "Family", "lexigram_aliases", "samples"]
+__all__ = [
+    "FAMILIES",
+    "LATENCY",
+    "CacheCollector",
+    "Family",
+    "latency_samples",
+    "lexigram_aliases",
+    "samples",
+]
 
 
 @dataclass(frozen=True)
@@ -135,6 +149,38 @@ def samples(
     return found
 
 
+#: The histogram family: seconds per command (or pipeline) sent to each server of an alias.
+LATENCY = "lexigram_cache_command_duration_seconds"
+LATENCY_DOC = "Seconds per command (or pipeline) at the client's choke point, by server."
+LATENCY_LABELS = ("alias", "server")
+#: Per histogram, what to leave out (a forked child's inheritance): (bucket counts, sum).
+LatencyBase = Mapping[LatencyHistogram, tuple[list[int], float]]
+LatencySample = tuple[tuple[str, str], LatencyHistogram, list[int], float]
+
+
+def latency_samples(base: LatencyBase | None = None) -> list[LatencySample]:
+    """``((alias, server), histogram, bucket counts, sum)`` for each server of each alias
+    that has sent a command (counts per bucket, not cumulative; less ``base``)."""
+    found: list[LatencySample] = []
+    known = histograms()
+    for alias, cache in lexigram_aliases():
+        for breaker in cache.breakers():
+            hist = known.get(breaker.server)
+            if hist is None:
+                continue
+            counts, total = list(hist.counts), hist.sum
+            inherited = (base or {}).get(hist)
+            if inherited:
+                counts = [c - b for c, b in zip(counts, inherited[0])]
+                total -= inherited[1]
+            found.append(((alias, breaker.server), hist, counts, total))
+    return found
+
+
+def _latency_family() -> HistogramMetricFamily:
+    return HistogramMetricFamily(LATENCY, LATENCY_DOC, labels=LATENCY_LABELS)
+
+
 def _family(family: Family) -> CounterMetricFamily | GaugeMetricFamily:
     if family.kind == "counter":
         return CounterMetricFamily(family.name, family.doc, labels=family.labels)
@@ -150,7 +196,7 @@ class CacheCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         """The families without values: registering touches no cache."""
-        return [_family(family) for family in FAMILIES]
+        return [*(_family(family) for family in FAMILIES), _latency_family()]
 
     def collect(self) -> Iterable[Metric]:
         values = samples()
@@ -159,6 +205,15 @@ class CacheCollector(Collector):
             for labels, value in values[family.name]:
                 metric.add_metric(list(labels), value)
             yield metric
+        latency = _latency_family()
+        bounds = [*(str(b) for b in LATENCY_BOUNDS), "+Inf"]
+        for labels, _hist, counts, total in latency_samples():
+            running, buckets = 0, []
+            for bound, count in zip(bounds, counts):
+                running += count
+                buckets.append((bound, float(running)))
+            latency.add_metric(list(labels), buckets, total)
+        yield latency
 
 
 def family(name: str) -> Family:
