@@ -117,10 +117,12 @@ def test_invalidate_removes_both_tiers(semantic: SemanticCache) -> None:
 
 
 def test_expired_entries_leave_both_tiers(semantic: SemanticCache) -> None:
-    semantic.store(QUESTION, "A web framework.", scope="t", timeout=1)
+    # 2 s, not 1: memcached's clock ticks in whole seconds, so an exptime of 1 can end
+    # at once (seen in CI, before the first lookup had finished embedding).
+    semantic.store(QUESTION, "A web framework.", scope="t", timeout=2)
     semantic.store("What is the capital of France?", "Paris.", scope="t", timeout=60)
     assert semantic.lookup(PARAPHRASE, scope="t") is not None
-    time.sleep(1.3)
+    time.sleep(2.3)
     assert semantic.lookup(QUESTION, scope="t") is None
     assert semantic.lookup(PARAPHRASE, scope="t") is None
     assert semantic.stats()["indexed_entries"] == 1  # swept from the FAISS index
