@@ -3,8 +3,9 @@
 # and Django's own cache test suite against each backend (tests/django_suite):
 #   - Python 3.11 with Django 5.2 LTS (.venv), and
 #   - Python 3.12 with Django 6.1 (.venv312; Django 6.x needs Python >= 3.12).
-# The legs run side by side (LEXIGRAM_LEGS=sequential runs them one after the other); the
-# 3.12 leg's output is printed after the 3.11 leg's. Installs redis-server and memcached with
+# The legs run side by side, the 3.12 leg suites first so that the two pytest runs barely
+# overlap (LEXIGRAM_LEGS=sequential runs them one after the other); the 3.12 leg's output
+# is printed after the 3.11 leg's. Installs redis-server and memcached with
 # apt-get when they are missing and we run as root. Exits non-zero if anything failed.
 # The last line is "N passed, N failed": pytest's and Django's suite's tests of both legs,
 # plus one failed for each other step that failed. Arguments go to both pytest runs.
@@ -77,11 +78,9 @@ MEMCACHED=lexigram_cache_django.backends.memcached.MemcachedCache
 TIERED=lexigram_cache_django.backends.tiered.TieredCache
 L1='{"BACKEND": "'$MEMORY'", "LOCATION": "suite-l1"}'
 
-# leg LABEL PYTHON PYTEST-ARGS...: pytest, then Django's cache suite on every backend.
-leg() {
+# suites LABEL PYTHON: Django's cache suite on every backend.
+suites() {
     local leg=$1 py=$2
-    shift 2
-    step "pytest [$leg]" "$py" -m pytest -q -rf -p no:cacheprovider "$@"
     suite "$py" "$leg" "memory/base" --backend "$MEMORY" --flavor base
     suite "$py" "$leg" "memory/locmem" --backend "$MEMORY" --flavor locmem --skip-internals
     suite "$py" "$leg" "redis/redis" --backend "$REDIS" --flavor redis --skip-internals
@@ -107,23 +106,36 @@ leg() {
         --options '{"L1": '"$L1"', "L2": {"BACKEND": "'$MEMCACHED'", "LOCATION": "127.0.0.1:{port}"}}'
 }
 
+# leg ORDER LABEL PYTHON PYTEST-ARGS...: pytest and Django's cache suites, pytest first or
+# last (ORDER tests-first | suites-first). Side by side, one leg runs pytest while the other
+# runs the suites, which mostly wait on their own sleeps: the timing-bound fault tests then
+# do not share both cores with another pytest run.
+leg() {
+    local order=$1 leg=$2 py=$3
+    shift 3
+    [ "$order" = suites-first ] && suites "$leg" "$py"
+    step "pytest [$leg]" "$py" -m pytest -q -rf -p no:cacheprovider "$@"
+    [ "$order" = tests-first ] && suites "$leg" "$py"
+    return 0
+}
+
 py_leg() { printf 'Python %s, Django %s' "$("$1" -c 'import sys; print(sys.version.split()[0])')" \
     "$("$1" -c 'import django; print(django.__version__)')"; }
 LEG311="$(py_leg .venv/bin/python)"
 LEG312="$(py_leg .venv312/bin/python)"
 
 if [ "${LEXIGRAM_LEGS:-parallel}" = sequential ]; then
-    leg "$LEG311" .venv/bin/python "$@"
-    leg "$LEG312" .venv312/bin/python "$@"
+    leg tests-first "$LEG311" .venv/bin/python "$@"
+    leg tests-first "$LEG312" .venv312/bin/python "$@"
 else
     # The 3.12 leg in a subshell beside this one: its output to a file, its counts to another.
     (
         failed=() passed_tests=0 failed_tests=0
-        leg "$LEG312" .venv312/bin/python "$@"
+        leg suites-first "$LEG312" .venv312/bin/python "$@"
         printf '%s\n' "$passed_tests" "$failed_tests" "${failed[@]}" >"$LOGS/leg312.counts"
     ) >"$LOGS/leg312.out" 2>&1 &
     leg312=$!
-    leg "$LEG311" .venv/bin/python "$@"
+    leg tests-first "$LEG311" .venv/bin/python "$@"
     wait "$leg312"
     printf '\n==== the %s leg (it ran beside the one above) ====\n' "$LEG312"
     cat "$LOGS/leg312.out"
