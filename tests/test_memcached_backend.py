@@ -258,9 +258,16 @@ async def test_a_dead_node_is_skipped_by_the_async_methods_too(
     await cache.aset_many(data)
     assert await cache.aget_many(list(data)) == data
     two_fresh_servers[1].stop()
-    # Each worker thread's client marks the node dead on its own, after its own retries.
-    results = [await cache.aget_many(list(data)) for _ in range(30)]
-    assert 0 < len(results[-1]) < len(data)
+    # Each of the async methods' worker threads has its own pymemcache client, which fails
+    # open (an empty result) until it has dropped the node on its own: so many empty
+    # results first (about 7 on Python 3.11, up to ~13 on 3.12), then only the live node's
+    # keys. Bounded: 200 calls at most to see 10 partial results in a row.
+    results: list[dict[str, Any]] = []
+    for _ in range(200):
+        results.append(await cache.aget_many(list(data)))
+        if all(0 < len(found) < len(data) for found in results[-10:]) and len(results) >= 10:
+            break
+    assert all(0 < len(found) < len(data) for found in results[-10:]), [len(r) for r in results]
     await cache.aset_many(data)
     assert await cache.aget_many(list(data)) == data
 
