@@ -20,6 +20,9 @@ class LexigramCacheConfig(AppConfig):
     def ready(self) -> None:
         # Model-signal invalidation: INVALIDATE_MODELS plus models registered in code.
         from . import checks, invalidation, warming, write_through  # noqa: F401  (checks: itself)
+        from .django_cache_checks import guard_django_cache_checks
+
+        guard_django_cache_checks()  # a bad lexigram alias: our E-message, not a traceback
         from .exceptions import CacheConfigurationError
 
         try:

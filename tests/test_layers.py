@@ -68,6 +68,7 @@ PLACES: list[tuple[str, tuple[int, int, str]]] = [
             "operations",
             "site_metrics",
             "checks",
+            "django_cache_checks",
             "tiered_checks",
             "models",
             "templatetags",
