@@ -40,6 +40,7 @@ PLACES: list[tuple[str, tuple[int, int, str]]] = [
     ("backends.remote_entries", (3, 1, "backends.remote")),
     ("backends.remote_batches", (3, 1, "backends.remote")),
     ("backends.remote", (3, 1, "backends.remote")),
+    ("backends.memory_store", (3, 0, "backends.memory")),
     ("backends.memory", (3, 1, "backends.memory")),
     ("backends.memory_keys", (3, 1, "backends.memory")),
     ("backends.redis", (3, 2, "backends.redis")),

@@ -16,13 +16,9 @@ Speed comes from doing less, not from cleverness:
 from __future__ import annotations
 
 import pickle
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import Decimal
-from fractions import Fraction
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
@@ -31,57 +27,11 @@ from ..signals import cache_evicted, cache_hit, cache_miss, watch_receivers
 from ..tags import new_version
 from .base import LexigramCache
 from .memory_keys import MemoryKeys
+from .memory_store import Entry, get_store
+from .memory_store import pack as _pack
+from .memory_store import unpack as _unpack
 
-_PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
-#: Types whose instances cannot be mutated, so they need no copy to stay isolated.
-_IMMUTABLE: frozenset[type] = frozenset(
-    {str, bytes, int, float, bool, complex, type(None), Decimal, Fraction, range}
-)
 _MISSING = object()
-
-
-class Entry(NamedTuple):
-    """One stored value: the value (pickled if mutable), its expiry and metadata."""
-
-    value: Any
-    expires: float | None  # absolute UNIX time; None never expires
-    pickled: bool
-    meta: EntryMeta | None
-
-
-class MemoryStore:
-    """The data behind one LOCATION: entries in LRU order plus store-wide counters."""
-
-    __slots__ = ("data", "evictions", "expirations", "lock")
-
-    def __init__(self) -> None:
-        self.data: OrderedDict[str, Entry] = OrderedDict()
-        self.lock = threading.Lock()
-        self.evictions = 0
-        self.expirations = 0
-
-
-_stores: dict[str, MemoryStore] = {}
-_stores_lock = threading.Lock()
-
-
-def get_store(name: str) -> MemoryStore:
-    """The process-wide store for a LOCATION (created on first use)."""
-    store = _stores.get(name)
-    if store is None:
-        with _stores_lock:
-            store = _stores.setdefault(name, MemoryStore())
-    return store
-
-
-def _pack(value: Any) -> tuple[Any, bool]:
-    if type(value) in _IMMUTABLE:
-        return value, False
-    return pickle.dumps(value, _PICKLE_PROTOCOL), True
-
-
-def _unpack(entry: Entry) -> Any:
-    return pickle.loads(entry.value) if entry.pickled else entry.value
 
 
 class MemoryCache(LexigramCache, MemoryKeys):
