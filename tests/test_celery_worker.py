@@ -122,8 +122,11 @@ def test_warm_task_fills_the_alias_and_reports_progress(
         result = tasks.warm.delay("slow")
         progress: list[dict[str, int]] = []
         while not result.ready():
-            if result.state == "PROGRESS":
-                progress.append(result.info)
+            # State and info in one read: result.state, then result.info, can see
+            # PROGRESS and then the final report.
+            meta = result.backend.get_task_meta(result.id)
+            if meta["status"] == "PROGRESS":
+                progress.append(meta["result"])
             time.sleep(0.02)
         report = result.get(timeout=10)
     finally:
