@@ -253,3 +253,31 @@ def test_store_rejects_an_embedder_of_the_wrong_width(settings: Settings) -> Non
         cache.store("What is Django?", "A web framework.")
     with pytest.raises(EmbeddingError, match="returned vectors of dimension 5"):
         cache.lookup("What is Django?")
+
+
+def test_the_exact_tier_follows_a_caches_change(settings: Settings) -> None:
+    """The exact tier's per-thread memo (read function, key maker, index) is rebuilt when
+    ``CACHES`` changes, for the memory backend's lock-free read and for another backend."""
+    pytest.importorskip("faiss")
+    from django.core.cache import caches
+
+    from lexigram_cache_django.semantic import SemanticCache
+
+    memory = {"BACKEND": "lexigram_cache_django.backends.memory.MemoryCache"}
+    settings.CACHES = {"default": {**memory, "LOCATION": "exact-a"}}
+    cache = SemanticCache(embedder=Fixed(4, 4), namespace="exact-memo")
+    cache.store("What is Django?", "A web framework.")
+    hit = cache.lookup("what is  DJANGO?")
+    assert hit is not None and hit.exact and hit.response == "A web framework."
+    assert hit.similarity == 1.0 and hit.entry_id > 0
+
+    settings.CACHES = {"default": {**memory, "LOCATION": "exact-b"}}  # a new, empty store
+    assert caches["default"].get("anything") is None
+    again = cache.lookup("What is Django?")
+    assert again is None or not again.exact  # not read from the old store's memo
+
+    locmem = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "c"}
+    settings.CACHES = {"default": locmem}  # no get_made: the public get
+    cache.store("What is Flask?", "A micro framework.")
+    hit = cache.lookup("What is Flask?")
+    assert hit is not None and hit.exact and hit.response == "A micro framework."

@@ -28,6 +28,7 @@ import heapq
 import itertools
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -79,7 +80,6 @@ class Slot:
     scope: str
     key: str
     expires: float | None
-    last_hit: int
 
 
 class NamespaceIndex:
@@ -102,8 +102,10 @@ class NamespaceIndex:
         self.slots: dict[int, Slot] = {}
         self._by_key: dict[str, int] = {}
         self._expiry: list[tuple[float, int]] = []
-        #: Hit order for eviction: a counter, cheaper than reading the clock on every hit.
-        self.clock = itertools.count()
+        #: The indexed ids, least recently hit first (added counts as hit): eviction's
+        #: order. A hit is one ``move_to_end`` (C, no clock read), the exact tier's cost.
+        #: Changed in place only: the exact tier keeps its bound ``move_to_end``.
+        self.recent: OrderedDict[int, None] = OrderedDict()
         self.applied = 0
         #: scope (None: all of them) -> the number of its newest ``clear`` record.
         self.floors: dict[str | None, int] = {}
@@ -136,9 +138,10 @@ class NamespaceIndex:
             return found
 
     def touch(self, id_: int) -> None:
-        slot = self.slots.get(id_)
-        if slot is not None:
-            slot.last_hit = next(self.clock)
+        try:
+            self.recent.move_to_end(id_)
+        except KeyError:  # not indexed here (yet): nothing to order
+            pass
 
     def cleared(self, scope: str, id_: int) -> bool:
         """Whether a ``clear`` of ``scope`` (or of everything) came after entry ``id_``."""
@@ -152,8 +155,10 @@ class NamespaceIndex:
 
     def least_recently_hit(self, count: int) -> list[tuple[int, str]]:
         with self._lock:
-            slots = heapq.nsmallest(count, self.slots.items(), key=lambda kv: kv[1].last_hit)
-            return [(id_, slot.key) for id_, slot in slots]
+            # list() drives islice in C, so the exact tier's lock-free move_to_end
+            # cannot run in between (it would make the iteration raise).
+            ids = list(itertools.islice(self.recent, count))
+            return [(id_, self.slots[id_].key) for id_ in ids]
 
     # -- changes -----------------------------------------------------------------------------
     def add(self, id_: int, scope: str, digest: str, vector: Matrix, expires: float | None) -> None:
@@ -170,7 +175,8 @@ class NamespaceIndex:
                 index = self._faiss.IndexIDMap2(self._new_storage())
                 self._scopes[scope] = index
             index.add_with_ids(vector, np.array([id_], dtype=np.int64))
-            self.slots[id_] = Slot(scope, digest, expires, next(self.clock))
+            self.slots[id_] = Slot(scope, digest, expires)
+            self.recent[id_] = None
             self._by_key[digest] = id_
             if expires is not None:
                 heapq.heappush(self._expiry, (expires, id_))
@@ -190,6 +196,7 @@ class NamespaceIndex:
 
     def _remove(self, id_: int) -> None:
         slot = self.slots.pop(id_, None)
+        self.recent.pop(id_, None)
         if slot is None:
             return
         if self._by_key.get(slot.key) == id_:
@@ -208,6 +215,7 @@ class NamespaceIndex:
                 digests = [slot.key for slot in self.slots.values()]
                 self._scopes.clear()
                 self.slots.clear()
+                self.recent.clear()
                 self._by_key.clear()
                 self._expiry.clear()
                 return digests
@@ -215,6 +223,7 @@ class NamespaceIndex:
             digests = []
             for id_ in [i for i, s in self.slots.items() if s.scope == scope]:
                 slot = self.slots.pop(id_)
+                self.recent.pop(id_, None)
                 digests.append(slot.key)
                 if self._by_key.get(slot.key) == id_:
                     del self._by_key[slot.key]
