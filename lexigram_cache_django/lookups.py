@@ -33,6 +33,7 @@ from .querysets import InvalidatingQuerySet
 from .tags import TagLike, tag_names
 
 M = TypeVar("M", bound=Model)
+_new = object.__new__
 
 #: Stored for a row that does not exist (a ``str``: every serializer stores it natively).
 ABSENT = "lexigram:absent-row"
@@ -224,9 +225,18 @@ class CachedLookup(Generic[M]):
         result: dict[Any, M] = {}
         missing: list[Any] = []
         restore, get = self.restore, found.get
+        model, db = self.model, self.db
         for value, key in keys.items():
             row = get(key)
-            if row is None:
+            if type(row) is dict:  # restore() inlined: this loop is a batch hit's cost
+                obj = _new(model)
+                state = _new(ModelState)
+                state.db = db
+                state.adding = False
+                row["_state"] = state
+                obj.__dict__ = row
+                result[value] = obj
+            elif row is None:
                 missing.append(value)
             elif row != ABSENT:
                 result[value] = restore(row)
@@ -250,34 +260,39 @@ class CachedLookup(Generic[M]):
         return self.queryset.in_bulk(values, field_name=field.attname)
 
     def stored(self, row: M | None) -> Any:
-        """What an entry holds: ABSENT, or the row's loaded ``(attnames, values)``.
+        """What an entry holds: ABSENT, or the row's loaded fields as ``{attname: value}``.
 
-        Plain tuples decode several times faster than a pickled model instance (no
-        ``apps.get_model``, no ``__reduce__``). Rows with ``select_related`` objects are
-        stored as instances, which carry them.
+        A plain dict decodes several times faster than a pickled model instance (no
+        ``apps.get_model``, no ``__reduce__``); the memory backend copies a dict of
+        immutable values instead of pickling it; and the dict a read returns becomes the
+        instance's ``__dict__`` as it is. Rows with ``select_related`` objects are stored
+        as instances, which carry them.
         """
         if row is None:
             return ABSENT
         if self._related:
             return row
         loaded = row.__dict__
-        names = tuple(name for name in self._attnames if name in loaded)
-        return (names, tuple(loaded[name] for name in names))
+        return {name: loaded[name] for name in self._attnames if name in loaded}
 
     def restore(self, stored: Any) -> M:
         """A model instance from an entry, as ``Model.from_db`` would leave it (like
-        unpickling, without calling ``__init__``)."""
-        if not isinstance(stored, tuple):
-            return stored  # type: ignore[no-any-return]
-        names, values = stored
-        model = self.model
-        obj: M = model.__new__(model)
-        state = ModelState()
-        state.__dict__.update(adding=False, db=self.db)
-        attrs = obj.__dict__
-        attrs.update(zip(names, values))
-        attrs["_state"] = state
-        return obj
+        unpickling, without calling ``__init__``).
+
+        The entry's dict is adopted as the instance's ``__dict__``: lexigram backends
+        hand every reader its own copy (decoded, or copied by the memory backend).
+        """
+        if type(stored) is dict:
+            obj: M = _new(self.model)
+            state = _new(ModelState)
+            state.db = self.db
+            state.adding = False
+            stored["_state"] = state
+            obj.__dict__ = stored
+            return obj
+        if type(stored) is tuple:  # (attnames, values): an older release's entry
+            return self.restore(dict(zip(*stored)))
+        return stored  # type: ignore[no-any-return]
 
     def _get_or_load(
         self, key: str, field: Field[Any, Any], value: Any, expected: tuple[str, ...]

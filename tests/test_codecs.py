@@ -102,6 +102,31 @@ def test_new_writes_are_signed_with_the_current_key() -> None:
         assert codec().decode(data) == "fresh"
 
 
+@settings(max_examples=200, derandomize=True)
+@given(key=st.binary(min_size=0, max_size=100), data=st.binary(max_size=300))
+def test_the_signature_is_hmac_sha256(key: bytes, data: bytes) -> None:
+    """The prepared-pads signer gives hmac's bytes, for short, block-sized and long keys
+    (stored payloads written before it still verify)."""
+    import hashlib
+    import hmac
+
+    from lexigram_cache_django.serializers.pickle import _Signer
+
+    assert _Signer(key).sign(data) == hmac.new(key, data, hashlib.sha256).digest()
+
+
+def test_a_payload_signed_with_hmac_new_still_reads() -> None:
+    import hashlib
+    import hmac
+
+    from lexigram_cache_django.serializers.pickle import _derive_key
+
+    serializer = SignedPickleSerializer({"SIGNING_KEY": "k"})
+    body = pickle.dumps({"v": 1})
+    signed = hmac.new(_derive_key("k"), body, hashlib.sha256).digest() + body
+    assert serializer.loads(signed) == {"v": 1}
+
+
 def test_unpicklable_value_raises_a_clear_error() -> None:
     with pytest.raises(CacheSerializationError, match="generator"):
         codec().encode(x for x in range(3))

@@ -43,6 +43,7 @@ PLACES: list[tuple[str, tuple[int, int, str]]] = [
     ("backends.memory_store", (3, 0, "backends.memory")),
     ("backends.memory", (3, 1, "backends.memory")),
     ("backends.memory_keys", (3, 1, "backends.memory")),
+    ("backends.memory_locks", (3, 1, "backends.memory")),
     ("backends.redis", (3, 2, "backends.redis")),
     ("backends.memcached", (3, 2, "backends.memcached")),
     ("backends.tiered", (3, 2, "backends.tiered")),

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from lexigram_cache_django.backends.memory import MemoryCache
+from lexigram_cache_django.backends.memory_store import COPIED, PICKLED, RAW
 
 
 def make_cache(**options: Any) -> MemoryCache:
@@ -38,10 +39,57 @@ def test_immutable_values_are_stored_without_pickling() -> None:
     for value in ("text", b"bytes", 42, 1.5, True, None):
         cache.set("k", value)
         entry = cache._store.data[cache.make_and_validate_key("k")]
-        assert entry.pickled is False
+        assert entry.form == RAW
         assert cache.get("k", default="missing") == value
     cache.set("k", [1, 2])
-    assert cache._store.data[cache.make_and_validate_key("k")].pickled is True
+    assert cache._store.data[cache.make_and_validate_key("k")].form == PICKLED
+
+
+def test_tuples_of_immutable_values_are_stored_without_pickling() -> None:
+    """A cached model row is ``(attnames, values)``: kept as it is, so a read decodes
+    nothing. A tuple that reaches anything mutable is pickled, and stays isolated."""
+    import datetime
+    from decimal import Decimal
+
+    cache = make_cache()
+
+    def pickled(key: str) -> bool:
+        return cache._store.data[cache.make_and_validate_key(key)].form == PICKLED
+
+    when = datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC)
+    row = (
+        ("id", "name", "born", "price", "tag"),
+        (1, "Rex", when, Decimal("1.5"), uuid.UUID(int=7)),
+    )
+    cache.set("row", row)
+    assert not pickled("row") and cache.get("row") == row
+    for mutable in ((1, [2]), (1, {"a": 1}), ((1, (2, [3])),), (1, bytearray(b"x"))):
+        cache.set("t", mutable)
+        assert pickled("t"), mutable
+    items = [1]
+    cache.set("t", (0, items))
+    items.append(2)
+    assert cache.get("t") == (0, [1])
+
+
+def test_flat_dicts_are_copied_not_pickled_and_stay_isolated() -> None:
+    """A dict of str keys and immutable values is copied in and out (a cached model row
+    is one); a dict reaching anything mutable, or with other keys, is pickled."""
+    cache = make_cache()
+    key = cache.make_and_validate_key("d")
+    value = {"id": 1, "name": "Rex", "born": None, "tags": ("a", "b")}
+    cache.set("d", value)
+    assert cache._store.data[key].form == COPIED
+    value["name"] = "Tom"  # mutate after set
+    got = cache.get("d")
+    assert got == {"id": 1, "name": "Rex", "born": None, "tags": ("a", "b")}
+    got["name"] = "Kit"  # mutate what get returned
+    assert cache.get("d")["name"] == "Rex"
+    assert cache.get_many(["d"])["d"]["name"] == "Rex"
+    for other in ({"a": [1]}, {1: "int key"}, {"a": {"b": 1}}):
+        cache.set("d", other)
+        assert cache._store.data[key].form == PICKLED, other
+        assert cache.get("d") == other
 
 
 def test_lru_eviction_and_counters() -> None:

@@ -6,9 +6,10 @@ LocMemCache; aliases with the same ``LOCATION`` share one store in a process.
 
 Speed comes from doing less, not from cleverness:
 
-* immutable values (str, bytes, int, float, bool, None, ...) are stored as they are;
-  only mutable values are pickled, which is what isolates them from later mutation by the
-  caller (LocMemCache pickles everything);
+* immutable values (str, bytes, int, float, bool, None, datetimes, tuples of them) are
+  stored as they are, flat dicts of them are copied, and only other values are pickled:
+  each is isolated from later mutation by the caller (LocMemCache pickles everything; see
+  ``memory_store``);
 * made keys are memoized (see :class:`~.base.LexigramCache`);
 * the ``a*`` methods call the in-memory code directly: no ``sync_to_async`` thread hop.
 """
@@ -27,14 +28,15 @@ from ..signals import cache_evicted, cache_hit, cache_miss, watch_receivers
 from ..tags import new_version
 from .base import LexigramCache
 from .memory_keys import MemoryKeys
-from .memory_store import Entry, get_store
+from .memory_locks import MemoryLocks
+from .memory_store import PICKLED, Entry, get_store
 from .memory_store import pack as _pack
 from .memory_store import unpack as _unpack
 
 _MISSING = object()
 
 
-class MemoryCache(LexigramCache, MemoryKeys):
+class MemoryCache(MemoryLocks, LexigramCache, MemoryKeys):
     """LRU + TTL cache in this process's memory; thread-safe; native async.
 
     ``ttl``, ``expire``, ``persist``, ``keys``, ``delete_pattern``, ... (as on Redis) come
@@ -149,12 +151,18 @@ class MemoryCache(LexigramCache, MemoryKeys):
                 if (expires is None or expires > time.time()) and entry.meta is None:
                     store.data.move_to_end(key)
                     self._stats.hits += 1
-                    return pickle.loads(entry.value) if entry.pickled else entry.value
+                    form = entry.form  # memory_store.unpack(), inlined
+                    if not form:
+                        return entry.value
+                    return pickle.loads(entry.value) if form == PICKLED else entry.value.copy()
                 entry = self._live(key)  # expired, or has metadata to check
                 if entry is not None:
                     store.data.move_to_end(key)
                     self._stats.hits += 1
-                    return pickle.loads(entry.value) if entry.pickled else entry.value
+                    form = entry.form  # memory_store.unpack(), inlined
+                    if not form:
+                        return entry.value
+                    return pickle.loads(entry.value) if form == PICKLED else entry.value.copy()
             self._stats.misses += 1
             return default
 
@@ -185,7 +193,10 @@ class MemoryCache(LexigramCache, MemoryKeys):
                 self._stats.hits += 1
                 if cache_hit.receivers:
                     self.send_signal(cache_hit, key=key)
-                return pickle.loads(entry.value) if entry.pickled else entry.value
+                form = entry.form  # memory_store.unpack(), inlined
+                if not form:
+                    return entry.value
+                return pickle.loads(entry.value) if form == PICKLED else entry.value.copy()
         found = self.get_entry(key)
         return default if found is None else found[0]
 
@@ -199,10 +210,10 @@ class MemoryCache(LexigramCache, MemoryKeys):
         tags: Any = None,
     ) -> None:
         key = self.make_and_validate_key(key, version)
-        stored, pickled = _pack(value)
+        stored, form = _pack(value)
         expires = self.expires_at(timeout)
         with self._store.lock:
-            self._put(key, Entry(stored, expires, pickled, self._meta_for(tags)))
+            self._put(key, Entry(stored, expires, form, self._meta_for(tags)))
             self._stats.sets += 1
         if self._evicted:
             self._send_evicted()
@@ -217,12 +228,12 @@ class MemoryCache(LexigramCache, MemoryKeys):
         tags: Any = None,
     ) -> bool:
         key = self.make_and_validate_key(key, version)
-        stored, pickled = _pack(value)
+        stored, form = _pack(value)
         expires = self.expires_at(timeout)
         with self._store.lock:
             if self._live(key) is not None:
                 return False
-            self._put(key, Entry(stored, expires, pickled, self._meta_for(tags)))
+            self._put(key, Entry(stored, expires, form, self._meta_for(tags)))
             self._stats.sets += 1
         if self._evicted:
             self._send_evicted()
@@ -260,8 +271,8 @@ class MemoryCache(LexigramCache, MemoryKeys):
             if entry is None:
                 raise ValueError(f"Key '{key}' not found")
             new_value = _unpack(entry) + delta
-            stored, pickled = _pack(new_value)
-            self._store.data[key] = Entry(stored, entry.expires, pickled, entry.meta)
+            stored, form = _pack(new_value)
+            self._store.data[key] = Entry(stored, entry.expires, form, entry.meta)
             self._store.data.move_to_end(key)
         return new_value
 
@@ -275,17 +286,42 @@ class MemoryCache(LexigramCache, MemoryKeys):
         store = self._store
         with store.lock:
             now = time.time()
+            data = store.data
             for original, key in zip(keys, made):
-                entry = self._live(key, now)
-                if entry is not None:
-                    store.data.move_to_end(key)
-                    found[original] = entry
+                # _live() inlined for live entries: a batch of rows spends most of its
+                # time in this loop.
+                entry = data.get(key)
+                if entry is None:
+                    continue
+                expires, meta = entry.expires, entry.meta
+                if expires is not None and expires <= now:
+                    self._live(key, now)  # drops it and counts why
+                    continue
+                if meta is not None and meta.tags:
+                    tags = meta.tags
+                    if len(tags) == 1:  # a row's entry: its row tag, checked inline
+                        tag_key, version = tags[0]
+                        record = data.get(tag_key)
+                        fresh = (
+                            record is not None
+                            and record.value == version
+                            and (record.expires is None or record.expires > now)
+                        )
+                        if fresh:
+                            data.move_to_end(tag_key)
+                    else:
+                        fresh = self._tags_fresh(meta, now)
+                    if not fresh:
+                        self._live(key, now)  # drops it and counts why
+                        continue
+                data.move_to_end(key)
+                found[original] = entry
             self.count_batch(made, len(found))
         if cache_hit.receivers or cache_miss.receivers:
             self.send_batch_signals(made, keys, found)
         for original, entry in found.items():
-            if entry.pickled:
-                found[original] = pickle.loads(entry.value)
+            if entry.form:
+                found[original] = _unpack(entry)
             else:
                 found[original] = entry.value
         return found
@@ -305,8 +341,8 @@ class MemoryCache(LexigramCache, MemoryKeys):
         ]
         with self._store.lock:
             meta = self._meta_for(tags)
-            for key, stored, pickled in packed:
-                self._put(key, Entry(stored, expires, pickled, meta))
+            for key, stored, form in packed:
+                self._put(key, Entry(stored, expires, form, meta))
             self._stats.sets += len(packed)
         if self._evicted:
             self._send_evicted()
@@ -347,45 +383,13 @@ class MemoryCache(LexigramCache, MemoryKeys):
         return _unpack(entry), entry.meta
 
     def set_entry(self, key: str, value: Any, ttl: float | None, meta: EntryMeta | None) -> None:
-        stored, pickled = _pack(value)
+        stored, form = _pack(value)
         expires = None if ttl is None else time.time() + ttl if ttl > 0 else -1.0
         with self._store.lock:
-            self._put(key, Entry(stored, expires, pickled, meta))
+            self._put(key, Entry(stored, expires, form, meta))
             self._stats.sets += 1
         if self._evicted:
             self._send_evicted()
-
-    def lock_add(self, key: str, token: str, ttl: float | None) -> bool | None:
-        expires = None if ttl is None else time.time() + ttl
-        with self._store.lock:
-            if self._live(key) is not None:
-                return False
-            self._put(key, Entry(token, expires, False, None))
-        if self._evicted:
-            self._send_evicted()
-        return True
-
-    def lock_release(self, key: str, token: str) -> bool:
-        with self._store.lock:
-            entry = self._live(key)
-            if entry is None or entry.value != token:
-                return False
-            del self._store.data[key]
-            return True
-
-    def lock_extend(self, key: str, token: str, ttl: float | None) -> bool:
-        expires = None if ttl is None else time.time() + ttl
-        with self._store.lock:
-            entry = self._live(key)
-            if entry is None or entry.value != token:
-                return False
-            self._store.data[key] = entry._replace(expires=expires)
-            return True
-
-    def lock_owner(self, key: str) -> str | None:
-        with self._store.lock:
-            entry = self._live(key)
-            return None if entry is None else str(entry.value)
 
     def tag_versions(self, keys: Sequence[str], create: bool) -> list[int | None]:
         with self._store.lock:

@@ -1,13 +1,21 @@
 """The memory backend's store: entries in LRU order per LOCATION, shared in a process.
 
-Values of immutable types are kept as they are; others are pickled, which isolates them
-from later mutation by the caller (as LocMemCache does for every value).
+Values are isolated from later mutation by the caller (as LocMemCache does for every
+value by pickling it), in the cheapest way that isolates them:
+
+* RAW: immutable values, and tuples of them, are kept as they are;
+* COPIED: a dict of str keys and such values is copied on the way in and on the way out
+  (a shallow copy is a whole copy there: ~0.06 µs against ~0.6 µs to unpickle it; a
+  cached model row, ``lookups.py``, is such a dict);
+* PICKLED: anything else.
 """
 
 from __future__ import annotations
 
+import datetime
 import pickle
 import threading
+import uuid
 from collections import OrderedDict
 from decimal import Decimal
 from fractions import Fraction
@@ -19,16 +27,22 @@ _PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 #: Types whose instances cannot be mutated, so they need no copy to stay isolated.
 _IMMUTABLE: frozenset[type] = frozenset(
     {str, bytes, int, float, bool, complex, type(None), Decimal, Fraction, range}
+    | {datetime.date, datetime.datetime, datetime.time, datetime.timedelta, uuid.UUID}
 )
+#: Nesting depth of tuples kept as they are (deeper ones are pickled).
+_TUPLE_DEPTH = 3
 
 
 class Entry(NamedTuple):
-    """One stored value: the value (pickled if mutable), its expiry and metadata."""
+    """One stored value: the value (as ``form`` says), its expiry and metadata."""
 
     value: Any
     expires: float | None  # absolute UNIX time; None never expires
-    pickled: bool
+    form: int  # RAW, PICKLED or COPIED
     meta: EntryMeta | None
+
+
+RAW, PICKLED, COPIED = 0, 1, 2
 
 
 class MemoryStore:
@@ -56,11 +70,46 @@ def get_store(name: str) -> MemoryStore:
     return store
 
 
-def pack(value: Any) -> tuple[Any, bool]:
-    if type(value) in _IMMUTABLE:
-        return value, False
-    return pickle.dumps(value, _PICKLE_PROTOCOL), True
+def pack(value: Any) -> tuple[Any, int]:
+    """``(what to store, its form)``; see the module docstring."""
+    kind = type(value)
+    if kind in _IMMUTABLE or (kind is tuple and _immutable_tuple(value, _TUPLE_DEPTH)):
+        return value, RAW
+    if kind is dict and _flat_dict(value):
+        return value.copy(), COPIED
+    return pickle.dumps(value, _PICKLE_PROTOCOL), PICKLED
+
+
+def _flat_dict(value: dict[Any, Any]) -> bool:
+    """Whether a shallow copy of the dict is a whole copy (str keys, immutable values)."""
+    immutable = _IMMUTABLE
+    for key, item in value.items():
+        if type(key) is not str:
+            return False
+        kind = type(item)
+        if kind in immutable or (kind is tuple and _immutable_tuple(item, _TUPLE_DEPTH)):
+            continue
+        return False
+    return True
+
+
+def _immutable_tuple(value: tuple[Any, ...], depth: int) -> bool:
+    """Whether nothing reachable from the tuple can be mutated (exact types only: a
+    subclass may carry mutable state)."""
+    for item in value:
+        kind = type(item)
+        if kind in _IMMUTABLE:
+            continue
+        if kind is tuple and depth > 1 and _immutable_tuple(item, depth - 1):
+            continue
+        return False
+    return True
 
 
 def unpack(entry: Entry) -> Any:
-    return pickle.loads(entry.value) if entry.pickled else entry.value
+    """The value for a reader: its own copy where it could be mutated. The memory
+    backend's hot reads inline this."""
+    form = entry.form
+    if not form:
+        return entry.value
+    return pickle.loads(entry.value) if form == PICKLED else entry.value.copy()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import pickle
 import time
 from typing import Any
 
 from ..backends.base import LexigramCache
+from ..backends.memory_store import COPIED, PICKLED, unpack
 from ..backends.tiered.core import TieredCore
 from ..exceptions import CacheDecodeError, CacheServerError
 from ..failfast import one_operation
@@ -84,15 +84,19 @@ def _inspect_memory(cache: LexigramCache, made: str, data: dict[str, Any]) -> di
     now = time.time()
     if entry is None or (entry.expires is not None and entry.expires <= now):
         return data
-    value = pickle.loads(entry.value) if entry.pickled else entry.value
+    value = unpack(entry)
     data.update(
         found=True,
         value_preview=_preview(value),
         type=type(value).__name__,
         ttl_known=True,
         ttl_seconds=None if entry.expires is None else round(entry.expires - now, 3),
-        size_bytes=len(entry.value) if entry.pickled else None,
-        encoding={"format": "in process", "serializer": "pickle" if entry.pickled else None},
+        size_bytes=len(entry.value) if entry.form == PICKLED else None,
+        encoding={
+            "format": "in process",
+            # How the memory backend isolates it (memory_store): pickled, copied or as is.
+            "serializer": {PICKLED: "pickle", COPIED: "copy"}.get(entry.form),
+        },
     )
     return _with_tags(cache, entry.meta, data)
 
