@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import itertools
 import statistics
 import time
 import uuid
@@ -146,16 +147,20 @@ def run(ctx: Context) -> list[Result]:
     add_alias("sem-redis", REDIS, url, TIMEOUT=None, KEY_PREFIX="sem")
 
     # -- exact tier vs plain get ----------------------------------------------------------
-    for alias in ("sem-memory", "sem-redis"):
+    # A text answer (what an LLM returns) and a dict answer (text plus metadata). The
+    # memory backend copies a flat dict instead of unpickling it, so the dict's plain get
+    # is the harder baseline there; the exact tier's entry holds the answer in a tuple.
+    answers = {"text answer": "x" * 200, "dict answer": {"response": "x" * 200}}
+    for alias, (label, answer) in itertools.product(("sem-memory", "sem-redis"), answers.items()):
         semantic = SemanticCache(alias, FixedDim(), namespace="exact", max_entries=10**6)
-        semantic.cache.set("plain", {"response": "x" * 200}, None)
-        prompt = "What is the capital of France?"
+        semantic.cache.set("plain", answer, None)
+        prompt = f"What is the capital of France? ({label})"
         semantic._memo[prompt] = np.ones((1, 384), dtype=np.float32) / np.sqrt(384)
-        semantic.store(prompt, {"response": "x" * 200})
+        semantic.store(prompt, answer)
         assert semantic.lookup(prompt) is not None
         get, lookup = semantic.cache.get, semantic.lookup
         case = Case(
-            name=f"exact tier ({alias.split('-')[1]} alias)",
+            name=f"exact tier, {label} ({alias.split('-')[1]} alias)",
             candidates={
                 "plain get": functools.partial(get, "plain"),
                 "exact lookup": functools.partial(lookup, prompt),

@@ -287,43 +287,41 @@ class MemoryCache(MemoryLocks, LexigramCache, MemoryKeys):
         with store.lock:
             now = time.time()
             data = store.data
+            look, to_end = data.get, data.move_to_end
             for original, key in zip(keys, made):
-                # _live() inlined for live entries: a batch of rows spends most of its
-                # time in this loop.
-                entry = data.get(key)
+                # _live() inlined for live entries (tuples unpacked, not read by name):
+                # a batch of rows spends most of its time in this loop.
+                entry = look(key)
                 if entry is None:
                     continue
-                expires, meta = entry.expires, entry.meta
+                _, expires, _, meta = entry
                 if expires is not None and expires <= now:
                     self._live(key, now)  # drops it and counts why
                     continue
                 if meta is not None and meta.tags:
                     tags = meta.tags
                     if len(tags) == 1:  # a row's entry: its row tag, checked inline
-                        tag_key, version = tags[0]
-                        record = data.get(tag_key)
+                        ((tag_key, tag_version),) = tags
+                        record = look(tag_key)
                         fresh = (
                             record is not None
-                            and record.value == version
-                            and (record.expires is None or record.expires > now)
+                            and record[0] == tag_version
+                            and (record[1] is None or record[1] > now)
                         )
                         if fresh:
-                            data.move_to_end(tag_key)
+                            to_end(tag_key)
                     else:
                         fresh = self._tags_fresh(meta, now)
                     if not fresh:
                         self._live(key, now)  # drops it and counts why
                         continue
-                data.move_to_end(key)
+                to_end(key)
                 found[original] = entry
             self.count_batch(made, len(found))
         if cache_hit.receivers or cache_miss.receivers:
             self.send_batch_signals(made, keys, found)
         for original, entry in found.items():
-            if entry.form:
-                found[original] = _unpack(entry)
-            else:
-                found[original] = entry.value
+            found[original] = _unpack(entry) if entry[2] else entry[0]  # form, value
         return found
 
     def set_many(
