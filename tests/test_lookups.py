@@ -353,6 +353,39 @@ def test_deferred_fields_get_their_own_entries(db: str, alias: str, queries: Que
     assert names.key(names.field("pk"), 1) != lookup(db, alias).key(names.field("pk"), 1)
 
 
+def test_restored_rows_are_independent_and_old_entries_still_read(
+    db: str, alias: str, queries: Queries
+) -> None:
+    """A row's dict becomes the instance's ``__dict__``: two reads are two objects that do
+    not share state; an entry of the previous form, ``(attnames, values)``, still reads."""
+    from django.core.cache import caches
+
+    _, (rex, tom, *_) = make_pets(db)
+    pets = lookup(db, alias)
+    pets.get_many([rex.pk, tom.pk])
+    with queries(0, db):
+        first, second = pets.get(pk=rex.pk), pets.get(pk=rex.pk)
+        first.name = "changed"
+        first._state.adding = True
+        assert second.name == "pet0" and second._state.adding is False
+        assert pets.get_many([rex.pk])[rex.pk].name == "pet0"
+    key = pets.key(pets.field("pk"), tom.pk)
+    old = (
+        ("id", "name", "species", "birth_date", "owner_id"),
+        (tom.pk, "old form", "cat", None, tom.owner_id),
+    )
+    caches[alias].set(key, old, tags=pets.tags_of(tom, pets.field("pk"), tom.pk))
+    with queries(0, db):
+        got = pets.get(pk=tom.pk)
+        assert (got.name, got.species, got._state.db, got._state.adding) == (
+            "old form",
+            "cat",
+            db,
+            False,
+        )
+        assert pets.get_many([tom.pk])[tom.pk].name == "old form"
+
+
 def test_the_database_alias_is_in_the_key() -> None:
     a = Pet.objects.using("default").cached()
     b = Pet.objects.using("postgres").cached()
