@@ -358,8 +358,6 @@ def test_restored_rows_are_independent_and_old_entries_still_read(
 ) -> None:
     """A row's dict becomes the instance's ``__dict__``: two reads are two objects that do
     not share state; an entry of the previous form, ``(attnames, values)``, still reads."""
-    from django.core.cache import caches
-
     _, (rex, tom, *_) = make_pets(db)
     pets = lookup(db, alias)
     pets.get_many([rex.pk, tom.pk])
@@ -374,7 +372,7 @@ def test_restored_rows_are_independent_and_old_entries_still_read(
         ("id", "name", "species", "birth_date", "owner_id"),
         (tom.pk, "old form", "cat", None, tom.owner_id),
     )
-    caches[alias].set(key, old, tags=pets.tags_of(tom, pets.field("pk"), tom.pk))
+    pets.cache.set(key, old, tags=pets.tags_of(tom, pets.field("pk"), tom.pk))
     with queries(0, db):
         got = pets.get(pk=tom.pk)
         assert (got.name, got.species, got._state.db, got._state.adding) == (
