@@ -5,7 +5,7 @@ Split from :mod:`benchmarks.harness` (which re-exports ``format_table``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -67,3 +67,20 @@ def format_table(results: Sequence[Result]) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def profile_report(op: Callable[[], object], calls: int, sort: str, lines: int) -> str:
+    """cProfile of ``calls`` calls of ``op``: the table a scenario logs when asked to
+    (``LEXIGRAM_BENCH_PROFILE=1``), to see where a measured call's time goes."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        op()
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(lines)
+    return out.getvalue()

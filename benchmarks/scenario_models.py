@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from benchmarks.harness import Case, Context
-from benchmarks.servers import start_redis
+from benchmarks.report import profile_report
+from benchmarks.servers import start_redis, wait_for_bus
 
 DESCRIPTION = "cached get(pk)/get_many(100) vs the ORM on PostgreSQL; encryption cost per value"
 
@@ -103,6 +104,8 @@ def _fill() -> list[int]:
 
 
 def _lookup_cases(ctx: Context, redis_url: str) -> list[Case]:
+    from django.core.cache import caches
+
     from example_project.petclinic.models import Pet
     from lexigram_cache_django.decorators import cached
 
@@ -112,7 +115,7 @@ def _lookup_cases(ctx: Context, redis_url: str) -> list[Case]:
     redis = Pet.objects.using(PG).cached(cache="bench-redis")
     tiered = Pet.objects.using(PG).cached(cache="bench-tiered")
     batches = [pks[i : i + BATCH] for i in range(0, len(pks), BATCH)]
-    _wait_for_bus("bench-tiered")
+    wait_for_bus(caches["bench-tiered"])
     for lookup in (memory, redis, tiered):  # warm: every row and batch cached
         for batch in batches:
             assert len(lookup.get_many(batch)) == BATCH
@@ -130,7 +133,7 @@ def _lookup_cases(ctx: Context, redis_url: str) -> list[Case]:
     if os.environ.get("LEXIGRAM_BENCH_PROFILE"):
         for name, lookup in (("memory", memory), ("redis", redis), ("tiered", tiered)):
             ctx.log(f"profile of 300 get_many({BATCH}), {name}:")
-            _profile(ctx, functools.partial(_many_of, lookup, many))
+            ctx.log(profile_report(functools.partial(_many_of, lookup, many), 300, "tottime", 18))
 
     def one_entry() -> Any:
         batch = many()
@@ -239,19 +242,6 @@ def _encryption_cases(ctx: Context, redis_url: str) -> list[Case]:
     return out
 
 
-def _wait_for_bus(alias: str) -> None:
-    """The tiered alias serves from L1 only while its invalidation bus is up."""
-    import time
-
-    from django.core.cache import caches
-
-    cache: Any = caches[alias]
-    cache.get("warm-up")
-    deadline = time.monotonic() + 10
-    while cache.stats()["bus"] != "up" and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 def _raw_mget(lookup: Any, batches: list[list[int]], redis_url: str) -> Callable[[], Any]:
     """One redis-py ``MGET`` of what a batch hit reads (the entries and their row tags'
     records), with the same client library and server: no decoding, no instances."""
@@ -274,21 +264,6 @@ def _raw_mget(lookup: Any, batches: list[list[int]], redis_url: str) -> Callable
 
 def _many_of(lookup: Any, many: Callable[[], list[int]]) -> Any:
     return lookup.get_many(many())
-
-
-def _profile(ctx: Context, op: Callable[[], Any]) -> None:
-    import cProfile
-    import io
-    import pstats
-
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(300):
-        op()
-    profiler.disable()
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
-    ctx.log(out.getvalue())
 
 
 def cases(ctx: Context) -> Iterable[Case]:

@@ -21,12 +21,12 @@ import io
 import os
 import statistics
 import sys
-import time
 import types
 from typing import Any
 
 from benchmarks.harness import Case, Context, Result, paired_stats, quartiles
-from benchmarks.servers import start_redis
+from benchmarks.report import profile_report
+from benchmarks.servers import start_redis, wait_for_bus
 
 DESCRIPTION = (
     "page hit through Django's handler: lexigram cache_page (Redis, tiered) vs Django's "
@@ -110,10 +110,7 @@ def run(ctx: Context) -> list[Result]:
     from django.core.cache import caches
 
     tiered: Any = caches["tiered"]
-    tiered.get("warm-up")
-    deadline = time.monotonic() + 10
-    while tiered.stats()["bus"] != "up" and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for_bus(tiered)
     handler = WSGIHandler()
 
     def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
@@ -141,7 +138,7 @@ def run(ctx: Context) -> list[Result]:
     if os.environ.get("LEXIGRAM_BENCH_PROFILE"):
         for name in (OURS, TIERED):
             ctx.log(f"profile of 2,000 hits, {name}:")
-            _profile(ctx, case.candidates[name])
+            ctx.log(profile_report(case.candidates[name], 2000, "cumulative", 22))
     return results
 
 
@@ -172,17 +169,3 @@ def _versus(results: list[Result], ours: str, other: str, goal: float) -> list[R
             note="same-run paired ratio",
         )
     ]
-
-
-def _profile(ctx: Context, hit: Any) -> None:
-    import cProfile
-    import pstats
-
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(2000):
-        hit()
-    profiler.disable()
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(22)
-    ctx.log(out.getvalue())

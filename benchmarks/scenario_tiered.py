@@ -9,11 +9,10 @@ the L1 is in use exactly as in production.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from benchmarks.harness import Case, Context, Result, cycling
-from benchmarks.servers import start_redis
+from benchmarks.servers import start_redis, wait_for_bus
 
 DESCRIPTION = (
     "TieredCache vs RedisCache (goals: L1 hit get/aget >= 20x, miss >= 0.91x, i.e. <= 1.1x cost)"
@@ -56,11 +55,7 @@ def run(ctx: Context) -> list[Result]:
         },
     )
     ctx.add_cleanup(lambda: ctx.run_async(ours.aclose()))
-    tiered.get("warm-up")
-    deadline = time.monotonic() + 10
-    while tiered.stats()["bus"] != "up" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    ctx.log(f"tiered bus: {tiered.stats()['bus']}")
+    ctx.log(f"tiered bus: {wait_for_bus(tiered)}")
     ours.set_many(VALUES)
     tiered.set_many(VALUES)  # set_many fills L1 too
     caches = {REDIS: ours, TIERED: tiered}

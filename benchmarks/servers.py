@@ -7,6 +7,8 @@ Servers are pinned to the benchmark's CPU and stopped when the scenario ends (bo
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
 from benchmarks.harness import Context, free_loopback_port
 
@@ -28,3 +30,13 @@ def start_memcached(ctx: Context, memory_mb: int = 256) -> str:
         argv += ["-u", "root"]  # memcached refuses to run as root otherwise
     ctx.start_server(argv, port=port)
     return f"127.0.0.1:{port}"
+
+
+def wait_for_bus(tiered: Any, seconds: float = 10.0) -> str:
+    """Wait (bounded) until a TieredCache's invalidation bus is up: it serves from L1 only
+    then. Returns the bus state, for the log."""
+    tiered.get("warm-up")
+    deadline = time.monotonic() + seconds
+    while tiered.stats()["bus"] != "up" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return str(tiered.stats()["bus"])
