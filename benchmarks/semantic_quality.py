@@ -91,7 +91,7 @@ def load_sets(root: Path) -> list[PairSet]:
 
 def clusters(pairs: PairSet) -> Callable[[str], str]:
     """A function from a sentence to its paraphrase cluster (union-find over positives)."""
-    from lexigram_cache_django.semantic.cache import normalize_prompt
+    from lexigram_cache_django.semantic.entries import normalize_prompt
 
     parent: dict[str, str] = {}
 
@@ -113,7 +113,7 @@ def evaluate(
     """Rows (threshold, right %, wrong %, false %, present n, absent n)."""
     import faiss
 
-    from lexigram_cache_django.semantic.cache import numbers_in
+    from lexigram_cache_django.semantic.entries import numbers_in
 
     faiss.omp_set_num_threads(1)
     cluster = clusters(pairs)

@@ -97,7 +97,7 @@ def test_checks_report_a_non_bool_numbers_guard(settings: Settings) -> None:
 
 
 def test_numbers_in_reads_the_numbers_a_prompt_names() -> None:
-    from lexigram_cache_django.semantic.cache import numbers_in
+    from lexigram_cache_django.semantic.entries import numbers_in
 
     assert numbers_in("rose 3.5 % to 1,000 in 2024") == {"3.5", "1,000", "2024"}
     assert numbers_in("What is 17 times 23?") != numbers_in("What is 17 times 24?")

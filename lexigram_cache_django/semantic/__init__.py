@@ -17,7 +17,7 @@ the cache raises a clear error instead.
 
 from __future__ import annotations
 
-from .cache import SemanticCache, SemanticHit, normalize_prompt
+from .cache import SemanticCache
 from .decision import CostAwareCacheDecision
 from .decorators import semantic_cached
 from .embeddings import (
@@ -27,6 +27,7 @@ from .embeddings import (
     SemanticDependencyError,
     SentenceTransformerEmbedder,
 )
+from .entries import SemanticHit, normalize_prompt
 from .registry import semantic_caches, stats_for_alias
 
 __all__ = [

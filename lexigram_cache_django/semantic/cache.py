@@ -23,16 +23,13 @@ back a list, which is read too).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import json
-import re
 import threading
 import time
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
@@ -41,6 +38,18 @@ from django.core.signals import setting_changed
 from ..exceptions import CacheConfigurationError
 from .decision import CostAwareCacheDecision
 from .embeddings import Embedder, as_matrix, resolve_embedder
+from .entries import (
+    ENTRY_FIELDS,
+    ID,
+    PROMPT,
+    SCOPE,
+    SemanticHit,
+    as_entry,
+    entry_digest,
+    new_hit,
+    normalize_prompt,
+    numbers_in,
+)
 from .index import INDEX_KINDS, NamespaceIndex, encode_vector, namespace_index
 from .options import semantic_settings
 from .registry import register
@@ -51,58 +60,6 @@ if TYPE_CHECKING:
 VECTOR_MEMO = 256
 #: Entry keys remembered per (scope, prompt): a repeated prompt skips normalising and hashing.
 KEY_MEMO = 4096
-RESPONSE, SIMILARITY, EXACT, PROMPT, MODEL, COST, SCOPE, CREATED, ID = range(9)
-ENTRY_FIELDS = 9
-
-
-class SemanticHit(NamedTuple):
-    """A cached answer and how it was found.
-
-    A named tuple: the exact tier builds it with one ``tuple.__new__`` (a third of a
-    slotted dataclass's ``__init__``, on a path that costs ~2 µs in all).
-    """
-
-    response: Any
-    similarity: float
-    exact: bool
-    prompt: str
-    model: str | None = None
-    cost: float | None = None
-    scope: str = ""
-    created: float = 0.0
-    #: The entry's number in the namespace's log (unique across processes).
-    entry_id: int = 0
-
-
-_new_hit = tuple.__new__
-
-
-def normalize_prompt(prompt: str) -> str:
-    """What the exact tier compares: NFKC, case-folded, whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFKC", prompt).casefold().split())
-
-
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-
-
-def numbers_in(text: str) -> frozenset[str]:
-    """The numbers a prompt names ("3.5", "2024", "1,000"): embeddings barely see them."""
-    return frozenset(_NUMBER.findall(text))
-
-
-def entry_digest(scope: str, normalized: str) -> str:
-    """128 bits of blake2b: ~1.5x faster than sha256 here, and collisions stay out of reach."""
-    return hashlib.blake2b(f"{scope}\x00{normalized}".encode(), digest_size=16).hexdigest()
-
-
-def as_entry(value: Any, scope: str) -> Sequence[Any] | None:
-    """``value`` if it is an entry of ``scope`` (a tuple, or the list a serializer made)."""
-    if not isinstance(value, (tuple, list)):
-        return None
-    entry: Sequence[Any] = value
-    if len(entry) != ENTRY_FIELDS or entry[SCOPE] != scope or type(entry[ID]) is not int:
-        return None
-    return entry
 
 
 class SemanticCache:
@@ -191,20 +148,6 @@ class SemanticCache:
         self._index_memo = (config, index)
         return index
 
-    def _state(self) -> tuple[Any, Any, NamespaceIndex]:
-        """(config, backend, index) for this thread: ``caches[alias]`` costs ~1.3 µs a call.
-
-        Kept per thread (Django keeps one backend object per thread too) and dropped when
-        the alias's configuration object changes (``override_settings``, a new CACHES).
-        """
-        config = caches.settings.get(self.alias)  # settings.CACHES, 6x cheaper to reach
-        state: tuple[Any, Any, NamespaceIndex] | None = getattr(self._local, "state", None)
-        if state is not None and state[0] is config:
-            return state
-        state = (config, caches[self.alias], self.index)
-        self._local.state = state
-        return state
-
     def _hot(self) -> tuple[int, Any, NamespaceIndex, Any]:
         """(settings generation, read, index, key maker): the exact tier's per-thread memo,
         rebuilt after a ``CACHES`` change (see :func:`_caches_changed`).
@@ -214,7 +157,8 @@ class SemanticCache:
         (which takes the store's lock), on a path that costs ~1.5 µs in all. Elsewhere it
         is the backend's ``get`` (the key maker None).
         """
-        cache = self._state()[1]
+        cache: Any = caches[self.alias]  # this thread's backend (~1.3 µs: kept here)
+        hot: tuple[int, Any, NamespaceIndex, Any]
         made = getattr(cache, "get_made", None)
         if made is not None:
             hot = (_generation, made, self.index, cache.make_and_validate_key)
@@ -274,7 +218,7 @@ class SemanticCache:
 
     @staticmethod
     def _hit(entry: Sequence[Any], similarity: float, *, exact: bool) -> SemanticHit:
-        hit: SemanticHit = _new_hit(SemanticHit, entry)
+        hit: SemanticHit = new_hit(SemanticHit, entry)
         return hit._replace(similarity=similarity, exact=exact)
 
     def _required(self, threshold: float | None, costs: tuple[float, float] | None) -> float:
@@ -340,7 +284,7 @@ class SemanticCache:
                 except KeyError:
                     pass
                 next(self._exact_hits)
-                return _new_hit(SemanticHit, entry)
+                return new_hit(SemanticHit, entry)
         hit = None if entry is None else self._exact(index, key, scope, entry)
         if hit is None:
             costs = _costs(api_cost_per_1k_tokens, expected_tokens)
