@@ -66,24 +66,11 @@ class Recorder:
     #: (the process descheduled, or the event loop busy). Billed to the calls they hit.
     stalls: list[tuple[float, float]] = field(default_factory=list)
     stop: bool = False
-    _stall_sums: list[float] = field(default_factory=list)
-    _stall_times: list[float] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, call: Call) -> None:
         with self.lock:
             self.calls.append(call)
-
-    def stalled(self, started: float, seconds: float) -> float:
-        """Seconds of stall that fell inside a call (started .. started + seconds)."""
-        if len(self._stall_sums) != len(self.stalls) + 1:  # after the run: index them once
-            self.stalls.sort()
-            self._stall_sums = list(itertools.accumulate((s for _, s in self.stalls), initial=0))
-        woke = [w for w, _ in self.stalls] if self._stall_times is None else self._stall_times
-        self._stall_times = woke
-        lo = bisect.bisect_right(woke, started)
-        hi = bisect.bisect_right(woke, started + seconds + HEARTBEAT)
-        return self._stall_sums[hi] - self._stall_sums[lo]
 
     def check(self, key: str, value: Any) -> str:
         if value is None or value in self.written.get(key, ()):
@@ -269,6 +256,20 @@ def _run_tasks(cache: LexigramCache, server: Server) -> tuple[Recorder, dict[str
     return rec, marks
 
 
+class Stalls:
+    """The heartbeat's stalls, indexed once after the run: how much fell inside a call."""
+
+    def __init__(self, stalls: list[tuple[float, float]]) -> None:
+        ordered = sorted(stalls)
+        self.woke = [woke for woke, _ in ordered]
+        self.sums = list(itertools.accumulate((late for _, late in ordered), initial=0.0))
+
+    def inside(self, started: float, seconds: float) -> float:
+        lo = bisect.bisect_right(self.woke, started)
+        hi = bisect.bisect_right(self.woke, started + seconds + HEARTBEAT)
+        return self.sums[hi] - self.sums[lo]
+
+
 def _p(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -279,6 +280,7 @@ def _p(values: list[float], q: float) -> float:
 def _report(rec: Recorder, marks: dict[str, float]) -> dict[str, Any]:
     """Per phase: calls, errors, wrong values, p50/p99/max (ms), and the first hit."""
     out: dict[str, Any] = {}
+    stalls = Stalls(rec.stalls)
     for phase, _ in PHASES:
         calls = [c for c in rec.calls if c.phase == phase]
         lat = [c.seconds for c in calls]
@@ -291,9 +293,9 @@ def _report(rec: Recorder, marks: dict[str, float]) -> dict[str, Any]:
             "p50_ms": round(statistics.median(lat) * 1000, 2) if lat else None,
             "p99_ms": round(_p(lat, 0.99) * 1000, 2),
             "max_ms": round(max(lat, default=0) * 1000, 1),
-            # A call's own wait: its time less the stalls (see Recorder.stalls) inside it.
+            # A call's own wait: its time less the stalls inside it (see Stalls).
             "max_own_ms": round(
-                max((c.seconds - rec.stalled(c.started, c.seconds) for c in calls), default=0)
+                max((c.seconds - stalls.inside(c.started, c.seconds) for c in calls), default=0)
                 * 1000,
                 1,
             ),
