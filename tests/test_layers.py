@@ -37,6 +37,7 @@ PLACES: list[tuple[str, tuple[int, int, str]]] = [
     ("backends.keymemo", (3, 0, "backends.base")),
     ("backends.patterns", (3, 0, "backends.base")),
     ("backends.base", (3, 0, "backends.base")),
+    ("backends.tagging", (3, 0, "backends.base")),
     ("backends.remote_entries", (3, 1, "backends.remote")),
     ("backends.remote_batches", (3, 1, "backends.remote")),
     ("backends.remote", (3, 1, "backends.remote")),

@@ -24,22 +24,20 @@ from ..exceptions import CacheDecodeError, CacheIntegrityError
 from ..failfast import one_operation
 from ..locks import CacheLock
 from ..metrics import CacheStats, stats_for
-from ..signals import cache_hit, cache_miss, tags_invalidated
+from ..signals import cache_hit, cache_miss
 from ..stampede import StampedeOptions
 from ..tags import (
-    UNKNOWN_TAG_VERSION,
     TagHints,
     TagLike,
     hints_for,
-    tag_names,
-    tag_record_key,
 )
 from .keymemo import MemoizedKeys
+from .tagging import TagOperations
 
 logger = logging.getLogger("lexigram_cache_django")
 
 
-class LexigramCache(MemoizedKeys):
+class LexigramCache(TagOperations, MemoizedKeys):
     """Base class of every lexigram backend.
 
     Subclasses set ``backend_name`` and implement Django's API. This class gives them:
@@ -308,72 +306,7 @@ class LexigramCache(MemoizedKeys):
             thread_local=thread_local,
         )
 
-    # -- tags ----------------------------------------------------------------------
-
-    @cached_property
-    def tag_timeout(self) -> float:
-        """Lifetime of tag records (OPTIONS["TAG_TIMEOUT"], default 30 days)."""
-        return float(self.option("TAG_TIMEOUT"))
-
-    def tag_keys(self, tags: Iterable[TagLike] | TagLike | None) -> tuple[str, ...]:
-        """Final keys of the tags' version records (under this alias's prefix and VERSION)."""
-        return tuple(self.make_key(tag_record_key(name)) for name in tag_names(tags))
-
-    def tagged_meta(self, tag_keys: Sequence[str], versions: Sequence[int | None]) -> EntryMeta:
-        """Metadata recording the tag versions seen before the value was computed.
-
-        A version that could not be read (None: the server failed) is recorded as -1,
-        which no tag record ever holds: the entry reads as stale, never as untagged.
-        """
-        return EntryMeta(
-            tags=tuple(
-                (k, UNKNOWN_TAG_VERSION if v is None else int(v))
-                for k, v in zip(tag_keys, versions)
-            )
-        )
-
-    def _learn_tags(self, keys: Iterable[str], meta: EntryMeta | None) -> None:
-        """Remember the tag records written with ``keys`` (see :class:`~..tags.TagHints`)."""
-        names = tuple(name for name, _ in meta.tags) if meta is not None else ()
-        if not names and not self._tag_hints:
-            return  # nothing to forget: the untagged write path stays free
-        learn = self._tag_hints.learn
-        for key in keys:
-            learn(key, names)
-
-    def invalidate_tags(self, *tags: TagLike | Iterable[TagLike]) -> None:
-        """Make every entry written under any of ``tags`` read as a miss, in O(1) per tag."""
-        names = tag_names(_flatten(tags))
-        keys = self.tag_keys(names)
-        if keys:
-            self.invalidate_tag_keys(keys)
-            self._stats.tag_invalidations += len(keys)
-            if tags_invalidated.receivers:
-                self.send_signal(tags_invalidated, tags=tuple(names))
-
-    async def ainvalidate_tags(self, *tags: TagLike | Iterable[TagLike]) -> None:
-        names = tag_names(_flatten(tags))
-        keys = self.tag_keys(names)
-        if keys:
-            await self.ainvalidate_tag_keys(keys)
-            self._stats.tag_invalidations += len(keys)
-            if tags_invalidated.receivers:
-                self.send_signal(tags_invalidated, tags=tuple(names))
-
-    def invalidate_by_tag(self, tag: TagLike) -> None:
-        """Alias of ``invalidate_tags(tag)`` (the name lexigram-cache used)."""
-        self.invalidate_tags(tag)
-
-    def set_with_tags(
-        self,
-        key: Any,
-        value: Any,
-        tags: Iterable[TagLike] | TagLike,
-        ttl: Any = DEFAULT_TIMEOUT,
-        version: int | None = None,
-    ) -> Any:
-        """Alias of ``set(key, value, ttl, version, tags=tags)``."""
-        return self.set(key, value, ttl, version, tags=tags)
+    # -- versions (tags: see tagging.TagOperations) ------------------------------------
 
     def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         """Django's ``incr_version``, keeping the entry's tags (Django's re-``set`` drops them)."""
@@ -510,19 +443,6 @@ class LexigramCache(MemoizedKeys):
 
     def reset_stats(self) -> None:
         self._stats.reset()
-
-
-def _flatten(tags: tuple[Any, ...]) -> list[Any]:
-    """``invalidate_tags("a", Pet)`` and ``invalidate_tags(["a", Pet])`` mean the same."""
-    flat: list[Any] = []
-    for tag in tags:
-        if isinstance(tag, list | set | frozenset) or (
-            isinstance(tag, tuple) and not (len(tag) == 2 and isinstance(tag[0], type))
-        ):
-            flat.extend(tag)
-        else:
-            flat.append(tag)
-    return flat
 
 
 def build_codec(options: Mapping[str, Any]) -> Codec:
