@@ -37,7 +37,7 @@ from .tagging import TagOperations
 logger = logging.getLogger("lexigram_cache_django")
 
 
-class LexigramCache(TagOperations, MemoizedKeys):
+class LexigramCache(MemoizedKeys, TagOperations):
     """Base class of every lexigram backend.
 
     Subclasses set ``backend_name`` and implement Django's API. This class gives them:
