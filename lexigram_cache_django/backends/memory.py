@@ -148,14 +148,8 @@ class MemoryCache(MemoryLocks, LexigramCache, MemoryKeys):
             entry = store.data.get(key)
             if entry is not None:
                 expires = entry.expires
-                if (expires is None or expires > time.time()) and entry.meta is None:
-                    store.data.move_to_end(key)
-                    self._stats.hits += 1
-                    form = entry.form  # memory_store.unpack(), inlined
-                    if not form:
-                        return entry.value
-                    return pickle.loads(entry.value) if form == PICKLED else entry.value.copy()
-                entry = self._live(key)  # expired, or has metadata to check
+                if (expires is not None and expires <= time.time()) or entry.meta is not None:
+                    entry = self._live(key)  # expired, or has metadata to check
                 if entry is not None:
                     store.data.move_to_end(key)
                     self._stats.hits += 1
