@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -271,6 +272,60 @@ async def test_a_dead_node_is_skipped_by_the_async_methods_too(
     assert all(0 < len(found) < len(data) for found in results), [len(r) for r in results]
     await cache.aset_many(data)
     assert await cache.aget_many(list(data)) == data
+
+
+def test_every_thread_hashes_a_key_to_the_same_node_once_one_is_dead(
+    two_fresh_servers: list[Server],
+) -> None:
+    """A dead node is dead for the process: a thread that never talked to it writes and
+    reads its keys on the survivor, as the thread that found it dead does."""
+    cache = make(
+        [s.address for s in two_fresh_servers],
+        retry_attempts=1,
+        retry_timeout=0,
+        dead_timeout=3600,
+        CONNECT_TIMEOUT=0.5,
+        SOCKET_TIMEOUT=0.5,
+    )
+    data = {f"key-{i}": i for i in range(60)}
+    two_fresh_servers[1].stop()
+    for _ in range(4):  # fail, retry, fail: marked dead
+        cache.get_many(list(data))
+
+    def in_a_new_thread(fn: Any) -> Any:
+        with ThreadPoolExecutor(max_workers=1) as pool:  # a thread with no client yet
+            return pool.submit(fn).result()
+
+    assert in_a_new_thread(lambda: cache.set_many(data)) == []
+    assert in_a_new_thread(lambda: cache.get_many(list(data))) == data
+    assert cache.get_many(list(data)) == data
+
+
+def test_a_dead_node_comes_back_for_every_thread_after_dead_timeout(
+    two_fresh_servers: list[Server],
+) -> None:
+    cache = make(
+        [s.address for s in two_fresh_servers],
+        retry_attempts=0,  # dead at the first failure
+        dead_timeout=0.3,
+        CONNECT_TIMEOUT=0.5,
+        SOCKET_TIMEOUT=0.5,
+        CIRCUIT_RESET_TIMEOUT=0.1,
+    )
+    victim = two_fresh_servers[1]
+    data = {f"key-{i}": i for i in range(60)}
+    victim.stop()
+    cache.get_many(list(data))
+    ring = cache._client.pymemcache().ring
+    assert list(ring.dead) == [victim.address]
+    victim.restart()
+    time.sleep(0.5)  # past dead_timeout and the breaker's reset timeout
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert pool.submit(cache.set_many, data).result() == []
+    assert ring.dead == {}
+    on_victim = raw_client(victim).get_many([cache.make_key(k) for k in data])
+    assert 0 < len(on_victim) < len(data)  # the victim holds its share again
+    assert cache.get_many(list(data)) == data
 
 
 def test_the_asyncio_client_is_refused_for_several_servers(memcached_servers: list[Server]) -> None:

@@ -12,7 +12,8 @@ pymemcache runs without a serde: values arrive already encoded by the alias's co
 plain ints are ASCII digits that memcached's ``incr``/``decr`` change atomically. One
 server uses a pymemcache ``Client``; several use its ``HashClient`` (rendezvous hashing).
 Clients are kept per thread and shared by every backend object with the same servers and
-options.
+options; which nodes are failing or dead is recorded once per process (:mod:`.ring`), so
+every thread hashes a key to the same node.
 
 Async: with one server, the ``a*`` commands use our asyncio client (:mod:`.aio`: FIFO
 pools per event loop, one time budget per call, fast failure on a dead server) behind the
@@ -56,6 +57,7 @@ from .nodes import (
     report,
     unavailable,
 )
+from .ring import ring_for
 from .wire import MemcachedClientReplyError
 
 __all__ = [
@@ -134,7 +136,13 @@ class MemcachedClient:
     def _make_client(self) -> Any:
         kwargs = dict(self.kwargs)
         if len(self.servers) > 1:
-            return BatchHashClient(self.servers, **kwargs)
+            ring = ring_for(
+                self.client_id,
+                retry_attempts=kwargs.get("retry_attempts", 2),
+                retry_timeout=kwargs.get("retry_timeout", 1),
+                dead_timeout=kwargs.get("dead_timeout", 60),
+            )
+            return BatchHashClient(self.servers, ring, **kwargs)
         for name in HASH_CLIENT_ONLY:
             kwargs.pop(name, None)
         return GuardedClient(normalize_server_spec(self.servers[0]), **kwargs)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.cache.backends.base import MEMCACHE_MAX_KEY_LENGTH
-from pymemcache.client.base import Client, normalize_server_spec
+from pymemcache.client.base import Client, check_key_helper, normalize_server_spec
 from pymemcache.client.hash import HashClient
 from pymemcache.exceptions import (
     MemcacheClientError,
@@ -26,6 +26,7 @@ from pymemcache.exceptions import (
 from ...circuit import CircuitBreaker
 from ...exceptions import CacheIncrError, CacheServerError
 from ...failfast import breaker_for, failed_in_operation, server_failed
+from .ring import NodeRing
 from .wire import MemcachedServerFailure
 
 #: pymemcache arguments that only HashClient takes (dropped for a single server).
@@ -170,7 +171,8 @@ class GuardedClient(Client):
 
 
 class BatchHashClient(HashClient):
-    """HashClient whose batches go per server and fail per server.
+    """HashClient whose batches go per server and fail per server, and whose record of
+    failing and dead nodes is the process's (:class:`~.ring.NodeRing`), not its own.
 
     pymemcache's HashClient.delete_many makes one round trip per key (ours: one pipelined
     batch per server), and its get_many raises as soon as one server fails, so a single
@@ -179,9 +181,72 @@ class BatchHashClient(HashClient):
     as misses and the other nodes' keys are served; only when every node fails does the
     batch raise (the caller's fail-open policy, counted once). The failing node's breaker
     sees each failure, as on a Redis Cluster.
+
+    The retry and dead-node rules are pymemcache's (``retry_attempts``, ``retry_timeout``,
+    ``dead_timeout``), applied to one record for every thread's client of the node set,
+    so all threads hash a key to the same node.
     """
 
     client_class = GuardedClient
+
+    def __init__(self, servers: Iterable[Any], ring: NodeRing, **kwargs: Any) -> None:
+        super().__init__(servers, **kwargs)
+        self.ring = ring
+        self._in_ring = set(self.clients)
+        self._generation = -1  # rebuilt on the first command: the ring may know dead nodes
+
+    def _get_client(self, key: Any) -> Any:
+        check_key_helper(key, self.allow_unicode_keys, self.key_prefix)
+        ring = self.ring
+        if ring.dead:
+            ring.revive_due()
+        if self._generation != ring.generation:
+            self._follow(ring)
+        node = self.hasher.get_node(key)
+        if node is None:
+            raise MemcacheError("All servers seem to be down right now")
+        return self.clients[node]
+
+    def _follow(self, ring: NodeRing) -> None:
+        """Make this client's hash ring the process's: the live nodes only."""
+        with ring.lock:
+            generation, dead = ring.generation, set(ring.dead)
+        for node in self.clients:
+            if node in dead and node in self._in_ring:
+                self.hasher.remove_node(node)
+                self._in_ring.discard(node)
+            elif node not in dead and node not in self._in_ring:
+                self.hasher.add_node(node)
+                self._in_ring.add(node)
+        self._generation = generation
+
+    def _safely_run_func(
+        self, client: Any, func: Callable[..., Any], default_val: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        node = self._make_client_key(client.server)
+        if not self.ring.may_try(node):
+            return default_val
+        try:
+            result = func(*args, **kwargs)
+        except OSError:
+            self.ring.failed(node)
+            raise
+        self.ring.succeeded(node)
+        return result
+
+    def _safely_run_set_many(
+        self, client: Any, values: dict[Any, Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        node = self._make_client_key(client.server)
+        if not self.ring.may_try(node):
+            return list(values)
+        try:
+            failed = client.set_many(values, *args, **kwargs)
+        except OSError:
+            self.ring.failed(node)
+            raise
+        self.ring.succeeded(node)
+        return failed
 
     def get_many(self, keys: Iterable[str], gets: bool = False, *args: Any, **kwargs: Any) -> Any:
         batches: dict[Any, list[str]] = defaultdict(list)
