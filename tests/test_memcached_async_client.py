@@ -260,6 +260,35 @@ async def test_an_idle_connection_closed_by_the_server_is_not_used() -> None:
         fake.close()
 
 
+async def test_a_connection_closed_after_its_handover_to_a_waiter_is_not_written_to(
+    server: Server,
+) -> None:
+    """A finished call hands its connection to the oldest waiter while it is open; it may
+    close before that task resumes (the transport closes at once, ``connection_lost`` a
+    loop step later). The waiter takes another: on Python 3.12 writing to it raised
+    ``TypeError`` (CPython gh-136234); on 3.11 the bytes were dropped and the call timed out.
+    """
+    client = make_client(server.port, max_connections=1)
+    try:
+        await client.set(b"handover", b"v")
+        _, pool = client._pool()
+        (conn,) = pool._idle
+
+        async def first() -> bytes | None:
+            value = await client.get(b"handover")  # its connection now the waiter's
+            assert conn.transport is not None
+            conn.transport.close()  # closed before the waiter resumes
+            return value
+
+        started = time.perf_counter()
+        results = await asyncio.gather(first(), client.set(b"handover", b"w"))
+        assert results == [b"v", True]
+        assert time.perf_counter() - started < TIMEOUT / 2  # no timeout waited out
+        assert await client.get(b"handover") == b"w"
+    finally:
+        await client.aclose()
+
+
 async def test_cancelled_mid_reply_the_connection_is_closed_not_reused() -> None:
     """A fake server: the first connection sends half a reply and stalls; later ones answer."""
     connections: list[asyncio.StreamReader] = []

@@ -195,6 +195,9 @@ class _Pool:
         if self.closed:
             conn.abort()
             return
+        if not conn.usable():  # the peer closed it as the reply came in
+            self.discard(conn)
+            return
         waiters = self._waiters
         while waiters:
             fut = waiters.popleft()
@@ -327,6 +330,14 @@ class AsyncMemcachedClient:
         pool.track(call)
         try:
             conn = await pool.acquire(call)
+            while not conn.usable():
+                # Handed over by release() while open, it was closed by its peer before
+                # this task resumed (the transport closes at once, connection_lost runs a
+                # loop step later). Python 3.12's writelines() on it raises TypeError
+                # (CPython gh-136234); write() drops the bytes and the call would wait
+                # out its timeout. Take another.
+                pool.discard(conn)
+                conn = await pool.acquire(call)
             try:
                 if call.expired:
                     raise TimeoutError
