@@ -221,7 +221,9 @@ def test_2_processes_x_32_threads_on_a_stale_hot_key_refresh_once_per_window(
         # Two stale windows: the second starts after window 1's refresh (1.5 s) and the 3 s
         # its new value is fresh.
         windows = [f1 + 0.2, f1 + 5.2]
-        go.write_text(json.dumps({"windows": windows}))
+        # Written whole, then renamed: a reader polling for the file never reads it empty.
+        (tmp_path / "go.tmp").write_text(json.dumps({"windows": windows}))
+        os.replace(tmp_path / "go.tmp", go)
         assert [p.wait(timeout=60) for p in procs] == [0, 0]
     finally:
         for p in procs:
