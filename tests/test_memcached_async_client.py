@@ -282,7 +282,7 @@ async def test_a_connection_closed_after_its_handover_to_a_waiter_is_not_written
 
         started = time.perf_counter()
         results = await asyncio.gather(first(), client.set(b"handover", b"w"))
-        assert results == [b"v", True]
+        assert list(results) == [b"v", True]
         assert time.perf_counter() - started < TIMEOUT / 2  # no timeout waited out
         assert await client.get(b"handover") == b"w"
     finally:
