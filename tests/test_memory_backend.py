@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lexigram_cache_django.backends.memory import MemoryCache
-from lexigram_cache_django.backends.memory_store import COPIED, PICKLED, RAW
+from lexigram_cache_django.backends.memory_store import COPIED, HEAD_COPIED, PICKLED, RAW
 
 
 def make_cache(**options: Any) -> MemoryCache:
@@ -90,6 +90,28 @@ def test_flat_dicts_are_copied_not_pickled_and_stay_isolated() -> None:
         cache.set("d", other)
         assert cache._store.data[key].form == PICKLED, other
         assert cache.get("d") == other
+
+
+def test_a_tuple_headed_by_a_flat_dict_gets_its_head_copied_and_stays_isolated() -> None:
+    """``(answer, metadata...)``, a semantic cache entry's shape: the dict is copied in and
+    out, the immutable rest kept; anything else reaching something mutable is pickled."""
+    cache = make_cache()
+    key = cache.make_and_validate_key("t")
+    head = {"answer": "Django is a web framework", "tokens": 42}
+    value = (head, 1.0, True, "what is django?", ("a", "b"), None)
+    cache.set("t", value)
+    assert cache._store.data[key].form == HEAD_COPIED
+    head["answer"] = "changed"  # mutate after set
+    got = cache.get("t")
+    assert got == ({"answer": "Django is a web framework", "tokens": 42}, *value[1:])
+    got[0]["answer"] = "mutated"  # mutate what get returned
+    assert cache.get("t")[0]["answer"] == "Django is a web framework"
+    assert cache.get_many(["t"])["t"][0]["answer"] == "Django is a web framework"
+    assert cache.get_made(key)[0]["answer"] == "Django is a web framework"
+    for other in (({"a": 1}, [2]), ({"a": [1]}, 2), ({1: "a"}, 2), ({"a": 1}, {"b": 2})):
+        cache.set("t", other)
+        assert cache._store.data[key].form == PICKLED, other
+        assert cache.get("t") == other
 
 
 def test_lru_eviction_and_counters() -> None:

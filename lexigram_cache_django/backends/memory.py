@@ -29,7 +29,7 @@ from ..tags import new_version
 from .base import LexigramCache
 from .memory_keys import MemoryKeys
 from .memory_locks import MemoryLocks
-from .memory_store import PICKLED, Entry, get_store
+from .memory_store import COPIED, PICKLED, Entry, get_store
 from .memory_store import pack as _pack
 from .memory_store import unpack as _unpack
 
@@ -153,10 +153,14 @@ class MemoryCache(MemoryLocks, LexigramCache, MemoryKeys):
                 if entry is not None:
                     store.data.move_to_end(key)
                     self._stats.hits += 1
-                    form = entry.form  # memory_store.unpack(), inlined
+                    form, value = entry.form, entry.value  # memory_store.unpack(), inlined
                     if not form:
-                        return entry.value
-                    return pickle.loads(entry.value) if form == PICKLED else entry.value.copy()
+                        return value
+                    if form == COPIED:
+                        return value.copy()
+                    if form == PICKLED:
+                        return pickle.loads(value)
+                    return (value[0].copy(), *value[1:])  # HEAD_COPIED
             self._stats.misses += 1
             return default
 
@@ -187,10 +191,14 @@ class MemoryCache(MemoryLocks, LexigramCache, MemoryKeys):
                 self._stats.hits += 1
                 if cache_hit.receivers:
                     self.send_signal(cache_hit, key=key)
-                form = entry.form  # memory_store.unpack(), inlined
+                form, value = entry.form, entry.value  # memory_store.unpack(), inlined
                 if not form:
-                    return entry.value
-                return pickle.loads(entry.value) if form == PICKLED else entry.value.copy()
+                    return value
+                if form == COPIED:
+                    return value.copy()
+                if form == PICKLED:
+                    return pickle.loads(value)
+                return (value[0].copy(), *value[1:])  # HEAD_COPIED
         found = self.get_entry(key)
         return default if found is None else found[0]
 

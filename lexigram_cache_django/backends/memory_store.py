@@ -7,6 +7,8 @@ value by pickling it), in the cheapest way that isolates them:
 * COPIED: a dict of str keys and such values is copied on the way in and on the way out
   (a shallow copy is a whole copy there: ~0.06 µs against ~0.6 µs to unpickle it; a
   cached model row, ``lookups.py``, is such a dict);
+* HEAD_COPIED: a tuple of such a dict and then immutable values (a value with its
+  metadata, as a semantic cache entry is) gets a copy of its head: ~0.16 µs against ~0.55;
 * PICKLED: anything else.
 """
 
@@ -38,11 +40,11 @@ class Entry(NamedTuple):
 
     value: Any
     expires: float | None  # absolute UNIX time; None never expires
-    form: int  # RAW, PICKLED or COPIED
+    form: int  # RAW, PICKLED, COPIED or HEAD_COPIED
     meta: EntryMeta | None
 
 
-RAW, PICKLED, COPIED = 0, 1, 2
+RAW, PICKLED, COPIED, HEAD_COPIED = 0, 1, 2, 3
 
 
 class MemoryStore:
@@ -77,6 +79,8 @@ def pack(value: Any) -> tuple[Any, int]:
         return value, RAW
     if kind is dict and _flat_dict(value):
         return value.copy(), COPIED
+    if kind is tuple and _dict_headed(value):
+        return (value[0].copy(), *value[1:]), HEAD_COPIED
     return pickle.dumps(value, _PICKLE_PROTOCOL), PICKLED
 
 
@@ -91,6 +95,16 @@ def _flat_dict(value: dict[Any, Any]) -> bool:
             continue
         return False
     return True
+
+
+def _dict_headed(value: tuple[Any, ...]) -> bool:
+    """Whether the tuple is a flat dict followed by immutable values."""
+    return (
+        bool(value)
+        and type(value[0]) is dict
+        and _flat_dict(value[0])
+        and _immutable_tuple(value[1:], _TUPLE_DEPTH)
+    )
 
 
 def _immutable_tuple(value: tuple[Any, ...], depth: int) -> bool:
@@ -109,7 +123,11 @@ def _immutable_tuple(value: tuple[Any, ...], depth: int) -> bool:
 def unpack(entry: Entry) -> Any:
     """The value for a reader: its own copy where it could be mutated. The memory
     backend's hot reads inline this."""
-    form = entry.form
+    form, value = entry.form, entry.value
     if not form:
-        return entry.value
-    return pickle.loads(entry.value) if form == PICKLED else entry.value.copy()
+        return value
+    if form == COPIED:
+        return value.copy()
+    if form == PICKLED:
+        return pickle.loads(value)
+    return (value[0].copy(), *value[1:])  # HEAD_COPIED

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from ..backends.base import LexigramCache
-from ..backends.memory_store import COPIED, PICKLED, unpack
+from ..backends.memory_store import COPIED, HEAD_COPIED, PICKLED, unpack
 from ..backends.tiered.core import TieredCore
 from ..exceptions import CacheDecodeError, CacheServerError
 from ..failfast import one_operation
@@ -95,7 +95,7 @@ def _inspect_memory(cache: LexigramCache, made: str, data: dict[str, Any]) -> di
         encoding={
             "format": "in process",
             # How the memory backend isolates it (memory_store): pickled, copied or as is.
-            "serializer": {PICKLED: "pickle", COPIED: "copy"}.get(entry.form),
+            "serializer": {PICKLED: "pickle", COPIED: "copy", HEAD_COPIED: "copy"}.get(entry.form),
         },
     )
     return _with_tags(cache, entry.meta, data)
