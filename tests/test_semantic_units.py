@@ -276,6 +276,11 @@ def test_the_exact_tier_follows_a_caches_change(settings: Settings) -> None:
     again = cache.lookup("What is Django?")
     assert again is None or not again.exact  # not read from the old store's memo
 
+    # The same store under another KEY_PREFIX: the memoised made key must not be reused.
+    settings.CACHES = {"default": {**memory, "LOCATION": "exact-a", "KEY_PREFIX": "other"}}
+    other = cache.lookup("What is Django?")
+    assert other is None or not other.exact
+
     locmem = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "c"}
     settings.CACHES = {"default": locmem}  # no get_made: the public get
     cache.store("What is Flask?", "A micro framework.")
