@@ -8,6 +8,8 @@ stampede protection and tags build on.
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import os
 import time
 import uuid
@@ -326,6 +328,48 @@ def test_a_dead_node_comes_back_for_every_thread_after_dead_timeout(
     on_victim = raw_client(victim).get_many([cache.make_key(k) for k in data])
     assert 0 < len(on_victim) < len(data)  # the victim holds its share again
     assert cache.get_many(list(data)) == data
+
+
+def _connections(servers: list[Server]) -> int:
+    return sum(int(raw_client(s).stats()[b"total_connections"]) for s in servers)
+
+
+def _child_reads(cache: MemcachedCache, keys: list[str], out: Any) -> None:
+    try:
+        sync = cache.get_many(keys)
+        both = asyncio.run(asyncio.wait_for(cache.aget_many(keys), 3))  # worker threads
+        single = MemcachedCache(cache._servers[0], {"KEY_PREFIX": cache.key_prefix})
+        asyncio.run(asyncio.wait_for(single.aget("k"), 3))  # the asyncio client
+        out.put((sync, both, ""))
+    except BaseException as exc:
+        out.put(({}, {}, repr(exc)))
+
+
+def test_a_forked_child_opens_its_own_connections_and_threads(
+    memcached_servers: list[Server],
+) -> None:
+    """gunicorn's --preload forks after the master used the cache: the child must not read
+    through the parent's sockets, nor hand async calls to worker threads it does not have
+    (a call to them waited forever)."""
+    cache = make([s.address for s in memcached_servers])
+    data = {f"fork-{i}": i for i in range(20)}
+    cache.set_many(data)
+    assert asyncio.run(cache.aget_many(list(data))) == data  # worker threads started
+    single = MemcachedCache(memcached_servers[0].address, {"KEY_PREFIX": cache.key_prefix})
+    asyncio.run(single.aget("k"))  # an asyncio pool made
+    before = _connections(memcached_servers)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_child_reads, args=(cache, list(data), out))
+    child.start()
+    sync, both, error = out.get(timeout=20)
+    child.join(10)
+    assert error == "" and child.exitcode == 0
+    assert sync == data and both == data
+    # The child connected to each server itself: sync, each worker thread, the asyncio pool.
+    assert _connections(memcached_servers) - before >= len(memcached_servers) + 1
+    assert cache.get_many(list(data)) == data  # the parent's connections are unharmed
+    assert asyncio.run(cache.aget_many(list(data))) == data
 
 
 def test_the_asyncio_client_is_refused_for_several_servers(memcached_servers: list[Server]) -> None:

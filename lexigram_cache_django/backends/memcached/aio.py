@@ -25,6 +25,8 @@ backend needs:
   dropped at checkout instead of failing the next command.
 * Writes are not flow-controlled: a command's bytes (a big value, a pipelined ``set_many``)
   sit in the transport's buffer until the socket takes them.
+* **A forked child starts with no pools**: a connection shared by two processes would mix
+  their replies.
 * Keys and values are ``bytes``; keys are validated by the caller. Values are stored with
   flags 0 (the backend's codec already encoded them) and flags are ignored on reads.
 
@@ -45,6 +47,8 @@ re-exported here; all :class:`AsyncMemcacheError`, a pymemcache ``MemcacheError`
 from __future__ import annotations
 
 import asyncio
+import os
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -93,6 +97,9 @@ DEFAULT_CONNECT_TIMEOUT = 1.0
 DEFAULT_MAX_CONNECTIONS = 4
 
 _T = TypeVar("_T")
+
+#: Every client in the process, so a forked child can drop what it inherited.
+_clients: weakref.WeakSet[AsyncMemcachedClient] = weakref.WeakSet()
 
 
 class _CallState:
@@ -299,6 +306,13 @@ class AsyncMemcachedClient:
         self.max_connections = max_connections
         self._pools: dict[asyncio.AbstractEventLoop, _Pool] = {}
         self._last: tuple[asyncio.AbstractEventLoop | None, _Pool | None] = (None, None)
+        _clients.add(self)
+
+    def _forget_pools(self) -> None:
+        """Drop every pool without closing it (in a forked child: the sockets are the
+        parent's too; the child's copies close when collected, the parent's stay open)."""
+        self._pools = {}
+        self._last = (None, None)
 
     def __repr__(self) -> str:
         return f"<AsyncMemcachedClient {self.server} pools={len(self._pools)}>"
@@ -464,3 +478,12 @@ class AsyncMemcachedClient:
 
     async def stats(self) -> dict[str, str]:
         return await self._call(b"stats\r\n", read_stats)
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_clients):
+        client._forget_pools()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

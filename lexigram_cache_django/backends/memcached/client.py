@@ -15,6 +15,8 @@ Clients are kept per thread and shared by every backend object with the same ser
 options; which nodes are failing or dead is recorded once per process (:mod:`.ring`), so
 every thread hashes a key to the same node.
 
+A forked child starts with no clients, worker threads or asyncio pools of its parent's.
+
 Async: with one server, the ``a*`` commands use our asyncio client (:mod:`.aio`: FIFO
 pools per event loop, one time budget per call, fast failure on a dead server) behind the
 same breaker. Several servers (the asyncio client does not hash keys) and batch writes
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -77,9 +80,33 @@ _T = TypeVar("_T")
 ABSENT: Any = object()
 
 _local = threading.local()
+
+
+def _new_executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="lexigram-memcached")
+
+
 #: Worker threads for what has no native async path; each keeps its own clients.
-_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lexigram-memcached")
+_executor = _new_executor()
 _async_clients: dict[Hashable, AsyncMemcachedClient] = {}
+
+
+def _after_fork_in_child() -> None:
+    """A forked child opens its own connections and starts its own worker threads.
+
+    The forking thread's pymemcache clients would share their sockets with the parent
+    (two processes reading each other's replies), and the executor's threads do not
+    exist in the child: a call handed to them waited forever. Dropped, not closed: the
+    child's copies of the sockets close when collected, the parent's stay open. The
+    asyncio client's pools are dropped by :mod:`.aio` itself.
+    """
+    global _local, _executor
+    _local = threading.local()
+    _executor = _new_executor()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _offload(fn: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
