@@ -30,6 +30,7 @@ import asyncio
 import importlib
 import inspect
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -273,6 +274,19 @@ def _executor() -> ThreadPoolExecutor:
                 workers = int(setting("SWR_THREADS", 4))
                 _pool = ThreadPoolExecutor(workers, thread_name_prefix="lexigram-swr")
     return _pool
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (gunicorn ``--preload``) has none of its parent's pool threads: a
+    refresh handed to them would never run, and the memo would keep it from being asked
+    again for a while. The child starts a pool of its own on first use."""
+    global _pool, _pool_lock, _memo_lock
+    _pool, _pool_lock, _memo_lock = None, threading.Lock(), threading.Lock()
+    _memo.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def revalidate(

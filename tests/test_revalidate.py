@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -88,6 +89,36 @@ def test_fresh_then_stale_served_at_once_and_refreshed_once_in_a_thread() -> Non
     eventually(lambda: by_thread() == 2)
     assert calls["thread"] == 2  # one refresh for the whole burst
     assert revalidate.counters.refreshed == 1 and revalidate.counters.claimed == 1
+
+
+def _child_reads_stale(out: Any) -> None:
+    try:
+        time.sleep(0.35)  # stale again, in the child's copy of the memory store
+        first = by_thread()
+        # No more reads: each stale read after the 1 s recheck would submit again, and a
+        # second submit starts a thread that also runs the first.
+        eventually(lambda: calls["thread"] == 3, 3)
+        out.put((first, by_thread(), ""))
+    except BaseException as exc:
+        out.put((0, 0, repr(exc)))
+
+
+def test_a_forked_child_refreshes_in_threads_of_its_own() -> None:
+    """gunicorn --preload forks after the master used the cache: a refresh handed to the
+    parent's pool threads, which the child does not have, never ran."""
+    assert by_thread() == 1
+    time.sleep(0.35)
+    by_thread()  # stale: refreshed in the pool, which now has a thread
+    eventually(lambda: by_thread() == 2)
+    time.sleep(0.05)  # that thread idle at the fork, as a master's is
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_child_reads_stale, args=(out,))
+    child.start()
+    first, then, error = out.get(timeout=20)
+    child.join(10)
+    assert error == "" and child.exitcode == 0
+    assert (first, then) == (2, 3)  # the stale value served, then the child's refresh
 
 
 def test_32_threads_on_a_stale_key_refresh_once() -> None:
