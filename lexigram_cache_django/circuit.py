@@ -272,6 +272,11 @@ class CircuitBreaker:
 
     # -- the protocol -----------------------------------------------------------------------
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (the old one may be held by a thread the child
+        does not have); the state is kept."""
+        self._lock = threading.Lock()
+
     def allow(self) -> bool:
         """Whether to send this call; False (counted as short-circuited) while open."""
         if self._closed:

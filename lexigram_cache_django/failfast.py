@@ -11,6 +11,7 @@ when it closes, a summary a minute while it stays open.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,19 @@ _logger = logging.getLogger("lexigram_cache_django.circuit")
 _LEVELS = {"opened": logging.WARNING, "summary": logging.WARNING, "closed": logging.INFO}
 _breakers: dict[str, CircuitBreaker] = {}
 _breakers_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """New locks for the child: one held at fork() by a thread the child does not have
+    would block every call to that server. The breakers keep their state."""
+    global _breakers_lock
+    _breakers_lock = threading.Lock()
+    for breaker in list(_breakers.values()):
+        breaker.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _log_event(event: CircuitEvent) -> None:

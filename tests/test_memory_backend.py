@@ -114,6 +114,52 @@ def test_a_tuple_headed_by_a_flat_dict_gets_its_head_copied_and_stays_isolated()
         assert cache.get("t") == other
 
 
+def _child_reads(cache: MemoryCache, server: str, out: Any) -> None:
+    from lexigram_cache_django.failfast import breaker_for
+
+    breaker_for(server).failure()  # takes the breaker's lock
+    out.put(cache.get("k"))
+
+
+def test_a_forked_child_is_not_blocked_by_a_lock_held_at_the_fork() -> None:
+    """A thread of the parent holds the store's lock (or a breaker's) at fork(): the child,
+    which has no such thread, reads with locks of its own."""
+    import multiprocessing
+
+    from lexigram_cache_django.failfast import breaker_for
+
+    cache = make_cache()
+    cache.set("k", "v")
+    server = f"fork-test-{uuid.uuid4().hex[:6]}:1"
+    breaker = breaker_for(server)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with cache._store.lock, breaker._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        out = ctx.Queue()
+        child = ctx.Process(target=_child_reads, args=(cache, server, out), daemon=True)
+        child.start()
+        try:
+            assert out.get(timeout=5) == "v"
+            child.join(5)
+            assert child.exitcode == 0
+        finally:
+            if child.is_alive():
+                child.kill()  # it waited on a lock forever
+    finally:
+        release.set()
+        holder.join()
+    assert breaker.allow()
+
+
 def test_lru_eviction_and_counters() -> None:
     cache = make_cache(MAX_ENTRIES=4, CULL_FREQUENCY=2)
     for i in range(4):

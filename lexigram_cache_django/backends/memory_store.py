@@ -15,6 +15,7 @@ value by pickling it), in the cheapest way that isolates them:
 from __future__ import annotations
 
 import datetime
+import os
 import pickle
 import threading
 import uuid
@@ -70,6 +71,20 @@ def get_store(name: str) -> MemoryStore:
         with _stores_lock:
             store = _stores.setdefault(name, MemoryStore())
     return store
+
+
+def _after_fork_in_child() -> None:
+    """A lock some thread held at fork() stays held in the child, which has no such thread:
+    its first read of that store would wait forever. The entries are whole (each change
+    is one dict operation under the GIL), so the child keeps them with new locks."""
+    global _stores_lock
+    _stores_lock = threading.Lock()
+    for store in list(_stores.values()):
+        store.lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def pack(value: Any) -> tuple[Any, int]:
