@@ -40,6 +40,39 @@ def _answers(port: int, payload: bytes, expect: bytes, timeout: float = 0.5) -> 
         return False
 
 
+def _reported_pid(port: int, kind: str, password: str | None) -> int | None:
+    """The pid the server answering on ``port`` reports (memcached ``stats``, redis and
+    sentinel ``INFO server``), or None if it does not say."""
+    if kind == "memcached":
+        request, marker = b"stats\r\n", b"STAT pid "
+    else:
+        auth = b"AUTH %b\r\n" % password.encode() if password else b""
+        request, marker = auth + b"INFO server\r\n", b"process_id:"
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(request)
+            data = b""
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                at = data.find(marker)
+                if at >= 0 and data.find(b"\r\n", at) >= 0:
+                    return int(data[at + len(marker) : data.find(b"\r\n", at)])
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def owns_port(server: Server) -> bool:
+    """Whether the server answering on its port is the process we started: another
+    process's server may hold the port (ours then fails to bind), and a probe alone
+    cannot tell them apart."""
+    return _reported_pid(server.port, server.kind, server.password) == server.process.pid
+
+
 @dataclass
 class Server:
     """A running server process we own."""
@@ -149,7 +182,9 @@ def _start(kind: str, build_cmd: object, probe: tuple[bytes, bytes], **kw: objec
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and proc.poll() is None:
             if _answers(port, *probe):
-                return server
+                if owns_port(server):
+                    return server
+                break  # another process's server on that port: try another port
             time.sleep(0.05)
         server.stop()
     raise RuntimeError(f"could not start {kind}")

@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from tests.servers import Server, _require, free_port, start_redis
+from tests.servers import Server, _require, free_port, owns_port, start_redis
 
 SERVICE = "mymaster"
 
@@ -191,6 +191,8 @@ def _start_node(port: int) -> Server:
     server = Server("redis", port, proc, workdir, cmd=cmd, probe=(b"PING\r\n", b"+PONG"))
     try:
         wait_for(lambda: "PONG" in command(port, "PING"), f"cluster node {port}", 15)
+        if not owns_port(server):
+            raise RuntimeError(f"port {port} is another process's server")
     except BaseException:
         server.stop()
         raise
