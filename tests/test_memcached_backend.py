@@ -212,18 +212,22 @@ def test_location_string_with_separators(memcached_servers: list[Server]) -> Non
     assert cache.get("x") == 1
 
 
-def test_a_dead_node_is_skipped_and_the_other_keeps_serving(
-    two_fresh_servers: list[Server],
-) -> None:
-    # retry once at once, then mark dead for an hour: no sleeping needed in the test.
-    cache = make(
-        [s.address for s in two_fresh_servers],
+def quick_to_drop(servers: list[Server]) -> MemcachedCache:
+    """Retry a failing node once at once, then mark it dead for an hour: no sleeping."""
+    return make(
+        [s.address for s in servers],
         retry_attempts=1,
         retry_timeout=0,
         dead_timeout=3600,
         CONNECT_TIMEOUT=0.5,
         SOCKET_TIMEOUT=0.5,
     )
+
+
+def test_a_dead_node_is_skipped_and_the_other_keeps_serving(
+    two_fresh_servers: list[Server],
+) -> None:
+    cache = quick_to_drop(two_fresh_servers)
     data = {f"key-{i}": i for i in range(100)}
     cache.set_many(data)
     made = {k: cache.make_key(k) for k in data}
@@ -254,14 +258,7 @@ def test_a_dead_node_is_skipped_and_the_other_keeps_serving(
 async def test_a_dead_node_is_skipped_by_the_async_methods_too(
     two_fresh_servers: list[Server],
 ) -> None:
-    cache = make(
-        [s.address for s in two_fresh_servers],
-        retry_attempts=1,
-        retry_timeout=0,
-        dead_timeout=3600,
-        CONNECT_TIMEOUT=0.5,
-        SOCKET_TIMEOUT=0.5,
-    )
+    cache = quick_to_drop(two_fresh_servers)
     data = {f"key-{i}": i for i in range(60)}
     await cache.aset_many(data)
     assert await cache.aget_many(list(data)) == data
@@ -281,14 +278,7 @@ def test_every_thread_hashes_a_key_to_the_same_node_once_one_is_dead(
 ) -> None:
     """A dead node is dead for the process: a thread that never talked to it writes and
     reads its keys on the survivor, as the thread that found it dead does."""
-    cache = make(
-        [s.address for s in two_fresh_servers],
-        retry_attempts=1,
-        retry_timeout=0,
-        dead_timeout=3600,
-        CONNECT_TIMEOUT=0.5,
-        SOCKET_TIMEOUT=0.5,
-    )
+    cache = quick_to_drop(two_fresh_servers)
     data = {f"key-{i}": i for i in range(60)}
     two_fresh_servers[1].stop()
     for _ in range(4):  # fail, retry, fail: marked dead
