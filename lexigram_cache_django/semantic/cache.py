@@ -148,21 +148,21 @@ class SemanticCache:
         self._index_memo = (config, index)
         return index
 
-    def _hot(self) -> tuple[int, Any, NamespaceIndex, dict[tuple[str, str], str]]:
-        """(settings generation, read, index, read keys): the exact tier's per-thread memo,
-        rebuilt after a ``CACHES`` change (see :func:`_caches_changed`).
+    def _hot(self) -> tuple[int, Any, NamespaceIndex, dict[tuple[str, str], str], Any]:
+        """(settings generation, read, index, read keys, key maker): the exact tier's
+        per-thread memo, rebuilt after a ``CACHES`` change (see :func:`_caches_changed`).
 
         On an in-process alias (the memory backend) the read is its lock-free ``get_made``
         of the made key, as the tiered backend's L1 reads: a third cheaper than ``get``
         (which takes the store's lock), on a path that costs ~1 µs in all. Elsewhere it
-        is the backend's ``get``. The read keys (``(scope, prompt)`` to the key the read
-        takes: made, or the entry key) are filled by :meth:`_read_key`.
+        is the backend's ``get`` (and the key maker None). The read keys (``(scope,
+        prompt)`` to the key the read takes) are filled by :meth:`_read_key`.
         """
         cache: Any = caches[self.alias]  # this thread's backend (~1.3 µs: kept here)
         made = getattr(cache, "get_made", None)
-        read = cache.get if made is None else made
+        read, make = (cache.get, None) if made is None else (made, cache.make_and_validate_key)
         keys: dict[tuple[str, str], str] = {}
-        hot = (_generation, read, self.index, keys)
+        hot = (_generation, read, self.index, keys, make)
         self._local.hot = hot
         return hot
 
@@ -170,9 +170,8 @@ class SemanticCache:
         """The key the exact tier's read takes for ``prompt`` in ``scope``, remembered in
         this thread's memo (making a key is ~7 % of an exact hit)."""
         key = self.entry_key(prompt, scope, hot[2])
-        cache: Any = caches[self.alias]
-        if getattr(cache, "get_made", None) is not None:
-            key = cache.make_and_validate_key(key)
+        if hot[4] is not None:
+            key = hot[4](key)
         keys = hot[3]
         if len(keys) >= KEY_MEMO:
             keys.clear()
